@@ -1,0 +1,144 @@
+"""Multilayer perceptrons in the book's conventions (section 2.1, eq. 2.5; section 2.3).
+
+Preactivations of an MLP of depth L with widths (n_0, n_1, ..., n_L):
+
+    z^(1)_{i;a}   = b^(1)_i   + sum_j W^(1)_{ij} x_{j;a},
+    z^(l+1)_{i;a} = b^(l+1)_i + sum_j W^(l+1)_{ij} sigma(z^(l)_{j;a}),
+
+with the initialization distribution (2.21)-(2.22)
+
+    b^(l)_i ~ N(0, C_b^(l)),    W^(l)_{ij} ~ N(0, C_W^(l) / n_{l-1}).
+
+Arrays follow the book's index order with the sample index first: inputs ``x`` have shape
+(N_D, n_0) and ``z^(l)`` has shape (N_D, n_l). The learning-rate hyperparameters lambda_b,
+lambda_W (book eq. 7.13) are stored with the architecture for the NTK chapters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pdltlib.activations import Activation, get_activation
+
+__all__ = ["MLPConfig", "mlp", "init_params", "forward", "check_inputs"]
+
+
+def _per_layer(value, depth: int, name: str, *, positive: bool) -> tuple[float, ...]:
+    values = (
+        np.broadcast_to(np.asarray(value, dtype=np.float64), (depth,))
+        if np.ndim(value) == 0
+        else np.asarray(value, dtype=np.float64)
+    )
+    if values.shape != (depth,):
+        raise ValueError(f"{name} must be a number or a sequence of length L={depth}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{name} must be finite, got {value}")
+    bad = values <= 0 if positive else values < 0
+    if np.any(bad):
+        allowed = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be {allowed} in every layer, got {value}")
+    return tuple(float(v) for v in values)
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """Architecture and initialization hyperparameters of an MLP.
+
+    Attributes:
+        widths: (n_0, n_1, ..., n_L); n_0 is the input dimension, n_L the output dimension.
+        activation: the :class:`~pdltlib.activations.Activation` sigma.
+        C_b, C_W: per-layer bias and weight variances (length L).
+        lambda_b, lambda_W: per-layer learning-rate hyperparameters (length L), eq. (7.13).
+    """
+
+    widths: tuple[int, ...]
+    activation: Activation
+    C_b: tuple[float, ...]
+    C_W: tuple[float, ...]
+    lambda_b: tuple[float, ...]
+    lambda_W: tuple[float, ...]
+
+    @property
+    def depth(self) -> int:
+        """L, the number of layers."""
+        return len(self.widths) - 1
+
+
+def mlp(
+    widths: Sequence[int],
+    activation: str | Activation = "relu",
+    C_b: float | Sequence[float] = 0.0,
+    C_W: float | Sequence[float] = 1.0,
+    lambda_b: float | Sequence[float] = 1.0,
+    lambda_W: float | Sequence[float] = 1.0,
+) -> MLPConfig:
+    """Validate hyperparameters and build an :class:`MLPConfig`.
+
+    Scalars are broadcast to every layer. Raises ValueError naming the offending parameter
+    (widths must be positive integers, C_b >= 0, C_W > 0, lambda_b >= 0, lambda_W >= 0).
+    """
+    widths = tuple(widths)
+    if len(widths) < 2:
+        raise ValueError("widths must list n_0 and at least one layer width: (n_0, ..., n_L)")
+    for w in widths:
+        if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1:
+            raise ValueError(f"widths must be positive integers, got {widths}")
+    depth = len(widths) - 1
+    return MLPConfig(
+        widths=tuple(int(w) for w in widths),
+        activation=get_activation(activation),
+        C_b=_per_layer(C_b, depth, "C_b", positive=False),
+        C_W=_per_layer(C_W, depth, "C_W", positive=True),
+        lambda_b=_per_layer(lambda_b, depth, "lambda_b", positive=False),
+        lambda_W=_per_layer(lambda_W, depth, "lambda_W", positive=False),
+    )
+
+
+def check_inputs(config: MLPConfig, x) -> jax.Array:
+    """Return ``x`` as a float64 array of shape (N_D, n_0), or raise ValueError."""
+    x = jnp.asarray(x, dtype=jnp.float64)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != config.widths[0]:
+        raise ValueError(
+            f"x must have shape (N_D, n_0) with n_0 = {config.widths[0]}, got {tuple(x.shape)}"
+        )
+    if not bool(jnp.all(jnp.isfinite(x))):
+        raise ValueError("x contains non-finite values")
+    return x
+
+
+def init_params(key: jax.Array, config: MLPConfig, dtype=jnp.float64) -> list[dict]:
+    """Sample parameters from the initialization distribution (2.21)-(2.22).
+
+    Returns a list over layers l = 1..L of ``{"W": (n_l, n_{l-1}), "b": (n_l,)}``.
+    """
+    params = []
+    keys = jax.random.split(key, config.depth)
+    for layer, k in enumerate(keys):
+        n_in, n_out = config.widths[layer], config.widths[layer + 1]
+        k_w, k_b = jax.random.split(k)
+        w = jax.random.normal(k_w, (n_out, n_in), dtype) * jnp.sqrt(config.C_W[layer] / n_in)
+        b = jax.random.normal(k_b, (n_out,), dtype) * jnp.sqrt(config.C_b[layer])
+        params.append({"W": w, "b": b})
+    return params
+
+
+def forward(params: list[dict], x: jax.Array, activation: Activation) -> list[jax.Array]:
+    """All preactivations [z^(1), ..., z^(L)] of the network, each of shape (N_D, n_l).
+
+    Implements the MLP recursion (2.5) with the last layer left linear (no activation).
+    """
+    zs = []
+    h = x
+    for layer, p in enumerate(params):
+        z = h @ p["W"].T + p["b"]
+        zs.append(z)
+        if layer + 1 < len(params):
+            h = activation.fn(z)
+    return zs

@@ -1,0 +1,386 @@
+"""Monte Carlo estimators with measured standard errors, and the honest check.
+
+Everything a chapter needs to compare a theory value T with a Monte Carlo estimate M:
+
+* :class:`Estimate` -- a value with a standard error measured from independent replicas
+  (networks, or batches of networks), never assumed.
+* Neuron-level estimators for an ensemble of preactivations ``z`` of shape
+  ``(networks, N_D, n)``: the two-point correlator and the connected four-point correlators,
+  including the estimator over neuron pairs i != j that gives each network n(n-1) samples.
+  Book: (1.54) defines the connected four-point correlator; (4.43) says what it is for an MLP.
+* :func:`honest_check` / :func:`assert_checks` -- the check of DESIGN.md: |M - T| <= k s + tau,
+  with the power requirement |T - T_inf| >= 3 s for finite-width claims, and an agreement table.
+* Weighted least-squares fits (power laws, expansions in 1/n) with coefficient errors, so a
+  chapter can compare a fitted 1/n coefficient with the theory's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "Estimate",
+    "mean_estimate",
+    "jackknife",
+    "two_point",
+    "connected_four_point_pairs",
+    "connected_four_point_same_neuron",
+    "Check",
+    "honest_check",
+    "assert_checks",
+    "AgreementTable",
+    "weighted_least_squares",
+    "fit_power_law",
+    "fit_inverse_width",
+]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A Monte Carlo estimate ``value`` with standard error ``stderr`` from ``n`` replicas.
+
+    ``value`` and ``stderr`` are floats or arrays of the same shape.
+    """
+
+    value: float | np.ndarray
+    stderr: float | np.ndarray
+    n: int
+
+    def __getitem__(self, index) -> Estimate:
+        return Estimate(np.asarray(self.value)[index], np.asarray(self.stderr)[index], self.n)
+
+    def scaled(self, factor: float) -> Estimate:
+        """The estimate of ``factor * quantity`` (for example n * connected correlator)."""
+        return Estimate(self.value * factor, self.stderr * abs(factor), self.n)
+
+    def __format__(self, spec: str) -> str:
+        spec = spec or ".4g"
+        return f"{format(float(self.value), spec)} ± {format(float(self.stderr), '.2g')}"
+
+    def __str__(self) -> str:
+        if np.ndim(self.value) == 0:
+            return format(self, "")
+        return f"Estimate(value={self.value}, stderr={self.stderr}, n={self.n})"
+
+
+def _replicas(samples, name: str = "samples") -> np.ndarray:
+    arr = np.asarray(samples, dtype=np.float64)
+    if arr.ndim == 0 or arr.shape[0] < 2:
+        raise ValueError(f"{name} needs at least 2 independent replicas along axis 0")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+    return arr
+
+
+def mean_estimate(samples) -> Estimate:
+    """Mean over independent replicas (axis 0) with standard error std/sqrt(N)."""
+    arr = _replicas(samples)
+    n = arr.shape[0]
+    return Estimate(arr.mean(axis=0), arr.std(axis=0, ddof=1) / np.sqrt(n), n)
+
+
+def jackknife(
+    statistic: Callable[..., np.ndarray], *replicas, n_blocks: int | None = None
+) -> Estimate:
+    """Delete-one-block jackknife for a smooth function of means.
+
+    Args:
+        statistic: maps the means (over axis 0) of each array in ``replicas`` to the quantity,
+            e.g. ``lambda m4, m2: m4 - 3 * m2**2``.
+        *replicas: arrays whose axis 0 runs over independent replicas (networks).
+        n_blocks: number of jackknife blocks (default ``min(N, 200)``).
+
+    Returns:
+        The bias-corrected jackknife estimate (the O(1/N) bias of a nonlinear statistic of means
+        is removed) and its standard error.
+    """
+    arrays = [_replicas(r, "replicas") for r in replicas]
+    n = arrays[0].shape[0]
+    if any(a.shape[0] != n for a in arrays):
+        raise ValueError("all replicas arrays must have the same length along axis 0")
+    blocks = min(n, 200) if n_blocks is None else int(n_blocks)
+    if not 2 <= blocks <= n:
+        raise ValueError(f"n_blocks must be between 2 and the number of replicas {n}, got {blocks}")
+    labels = np.arange(n) * blocks // n
+    sums = [np.stack([a[labels == b].sum(axis=0) for b in range(blocks)]) for a in arrays]
+    counts = np.bincount(labels, minlength=blocks).astype(np.float64)
+    totals = [s.sum(axis=0) for s in sums]
+    full = np.asarray(statistic(*[t / n for t in totals]), dtype=np.float64)
+    leave_out = np.stack(
+        [
+            np.asarray(
+                statistic(
+                    *[(t - s[b]) / (n - counts[b]) for t, s in zip(totals, sums, strict=True)]
+                ),
+                dtype=np.float64,
+            )
+            for b in range(blocks)
+        ]
+    )
+    mean_leave_out = leave_out.mean(axis=0)
+    value = blocks * full - (blocks - 1) * mean_leave_out
+    stderr = np.sqrt((blocks - 1) / blocks * ((leave_out - mean_leave_out) ** 2).sum(axis=0))
+    return Estimate(value, stderr, n)
+
+
+def _ensemble(z) -> np.ndarray:
+    arr = np.asarray(z, dtype=np.float64)
+    if arr.ndim != 3:
+        raise ValueError(
+            f"z must have shape (networks, N_D, n) -- networks, inputs, neurons; got {arr.shape}"
+        )
+    if arr.shape[2] < 2:
+        raise ValueError("z needs at least 2 neurons (axis 2) for neuron-pair estimators")
+    return _replicas(arr, "z")
+
+
+def _neuron_moments(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-network neuron averages: M2[a,b], same-neuron M4[a,b,c,d], pair P[a,b,c,d] (i != j)."""
+    n = z.shape[2]
+    m2 = np.einsum("sai,sbi->sab", z, z) / n
+    m4 = np.einsum("sai,sbi,sci,sdi->sabcd", z, z, z, z) / n
+    pairs = (n * np.einsum("sab,scd->sabcd", m2, m2) - m4) / (n - 1)
+    return m2, m4, pairs
+
+
+def two_point(z) -> Estimate:
+    """E[z_{i;a} z_{i;b}] for an ensemble ``z`` of shape (networks, N_D, n).
+
+    Averages over neurons within each network, then over networks (the replicas). At leading
+    order this is the kernel K_{ab} (book eq. 4.41 for the second layer).
+    """
+    arr = _ensemble(z)
+    return mean_estimate(np.einsum("sai,sbi->sab", arr, arr) / arr.shape[2])
+
+
+def connected_four_point_pairs(z) -> Estimate:
+    """Connected E[z_{i;a1} z_{i;a2} z_{j;a3} z_{j;a4}] for i != j, shape (N_D,)*4.
+
+    Equals E[z_i z_i z_j z_j] - E[z_i z_i] E[z_j z_j]; by (4.43) it is V_{(a1a2)(a3a4)}/n_{l-1}
+    (exactly in the second layer). Each network contributes the average over its n(n-1)
+    ordered neuron pairs; errors come from a jackknife over networks.
+    """
+    m2, _, pairs = _neuron_moments(_ensemble(z))
+    return jackknife(lambda p, m: p - np.einsum("ab,cd->abcd", m, m), pairs, m2)
+
+
+def connected_four_point_same_neuron(z) -> Estimate:
+    """Connected E[z_{i;a1} z_{i;a2} z_{i;a3} z_{i;a4}] on one neuron, shape (N_D,)*4.
+
+    The moment minus its three Wick pairings (book eq. 1.54); by (4.43) it equals
+    (V_{(a1a2)(a3a4)} + V_{(a1a3)(a2a4)} + V_{(a1a4)(a2a3)}) / n_{l-1}.
+    """
+    m2, m4, _ = _neuron_moments(_ensemble(z))
+
+    def connected(m4_mean, m2_mean):
+        return m4_mean - (
+            np.einsum("ab,cd->abcd", m2_mean, m2_mean)
+            + np.einsum("ac,bd->abcd", m2_mean, m2_mean)
+            + np.einsum("ad,bc->abcd", m2_mean, m2_mean)
+        )
+
+    return jackknife(connected, m4, m2)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One honest check: is the Monte Carlo estimate ``mc`` consistent with ``theory``?
+
+    Passes when |M - T| <= k s + truncation. A finite-width claim (``infinite_width`` given) is
+    *resolvable* only when |T - T_inf| >= power_sigmas * s: otherwise the check could not tell
+    the finite-width theory from the infinite-width one and is a defect.
+    """
+
+    name: str
+    theory: float
+    mc: Estimate
+    truncation: float = 0.0
+    k: float = 4.5
+    infinite_width: float | None = None
+    power_sigmas: float = 3.0
+
+    @property
+    def deviation(self) -> float:
+        return float(self.mc.value) - self.theory
+
+    @property
+    def z(self) -> float:
+        """Deviation in units of the standard error."""
+        s = float(self.mc.stderr)
+        return self.deviation / s if s > 0 else (0.0 if self.deviation == 0 else np.inf)
+
+    @property
+    def tolerance(self) -> float:
+        return self.k * float(self.mc.stderr) + self.truncation
+
+    @property
+    def passed(self) -> bool:
+        return abs(self.deviation) <= self.tolerance
+
+    @property
+    def power(self) -> float | None:
+        """|T - T_inf| / s, or None when no infinite-width alternative is given."""
+        if self.infinite_width is None:
+            return None
+        s = float(self.mc.stderr)
+        return abs(self.theory - self.infinite_width) / s if s > 0 else np.inf
+
+    @property
+    def resolvable(self) -> bool:
+        return self.power is None or self.power >= self.power_sigmas
+
+    @property
+    def ok(self) -> bool:
+        return self.passed and self.resolvable
+
+
+def honest_check(
+    name: str,
+    mc: Estimate,
+    theory: float,
+    *,
+    truncation: float = 0.0,
+    k: float = 4.5,
+    infinite_width: float | None = None,
+    power_sigmas: float = 3.0,
+) -> Check:
+    """Build a :class:`Check` of ``mc`` (an :class:`Estimate` of a scalar) against ``theory``.
+
+    Args:
+        name: the quantity, as it should appear in the agreement table.
+        mc: Monte Carlo estimate with a measured standard error.
+        theory: the theory value T.
+        truncation: tau, the theory's stated truncation error (size of the neglected order).
+        k: number of standard errors allowed (4 to 5).
+        infinite_width: the infinite-width prediction, for finite-width claims (power check).
+        power_sigmas: required |T - T_inf| / s.
+    """
+    if np.ndim(mc.value) != 0:
+        raise ValueError(f"mc must be a scalar Estimate for check {name!r}; index it first")
+    if not np.isfinite(theory):
+        raise ValueError(f"theory value for check {name!r} is not finite: {theory}")
+    if truncation < 0:
+        raise ValueError(f"truncation must be >= 0, got {truncation}")
+    if k <= 0:
+        raise ValueError(f"k must be > 0, got {k}")
+    return Check(
+        name=name,
+        theory=float(theory),
+        mc=mc,
+        truncation=float(truncation),
+        k=float(k),
+        infinite_width=None if infinite_width is None else float(infinite_width),
+        power_sigmas=float(power_sigmas),
+    )
+
+
+class AgreementTable:
+    """The table a chapter shows: quantity, theory, MC +- s, z-score, tolerance, power, verdict."""
+
+    columns = ("quantity", "theory", "MC ± s", "z", "k·s+τ", "∞-width", "power", "verdict")
+
+    def __init__(self, checks: Sequence[Check]):
+        self.checks = list(checks)
+
+    def rows(self) -> list[tuple[str, ...]]:
+        out = []
+        for c in self.checks:
+            verdict = "ok" if c.ok else ("no power" if c.passed else "FAIL")
+            out.append(
+                (
+                    c.name,
+                    f"{c.theory:.6g}",
+                    format(c.mc, ".6g"),
+                    f"{c.z:+.2f}",
+                    f"{c.tolerance:.3g}",
+                    "—" if c.infinite_width is None else f"{c.infinite_width:.6g}",
+                    "—" if c.power is None else f"{c.power:.1f}σ",
+                    verdict,
+                )
+            )
+        return out
+
+    def __str__(self) -> str:
+        rows = [self.columns, *self.rows()]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(self.columns))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{c}</th>" for c in self.columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in self.rows()
+        )
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def assert_checks(checks: Sequence[Check]) -> AgreementTable:
+    """Raise AssertionError (with the table) unless every check passes and has power.
+
+    Returns the :class:`AgreementTable`, so a chapter cell can end with it and show it.
+    """
+    checks = list(checks)
+    if not checks:
+        raise ValueError("assert_checks needs at least one check")
+    table = AgreementTable(checks)
+    bad = [c.name for c in checks if not c.ok]
+    if bad:
+        raise AssertionError(f"honest check failed for {bad}:\n{table}")
+    return table
+
+
+def weighted_least_squares(design, y, yerr) -> tuple[Estimate, float]:
+    """Fit y = design @ beta with independent Gaussian errors ``yerr``.
+
+    Returns the coefficient :class:`Estimate` (array-valued, errors from (A^T W A)^{-1}) and
+    chi^2 per degree of freedom (NaN-free: 0 when there are no degrees of freedom).
+    """
+    a = np.atleast_2d(np.asarray(design, dtype=np.float64))
+    y = np.asarray(y, dtype=np.float64)
+    yerr = np.asarray(yerr, dtype=np.float64)
+    if a.shape[0] != y.shape[0] or y.shape != yerr.shape:
+        raise ValueError(f"design {a.shape}, y {y.shape} and yerr {yerr.shape} do not fit")
+    if a.shape[0] < a.shape[1]:
+        raise ValueError(f"need at least {a.shape[1]} points to fit {a.shape[1]} coefficients")
+    if np.any(yerr <= 0) or not np.all(np.isfinite(yerr)):
+        raise ValueError("yerr must be finite and > 0")
+    w = 1.0 / yerr**2
+    cov = np.linalg.inv(a.T @ (a * w[:, None]))
+    beta = cov @ (a.T @ (w * y))
+    dof = a.shape[0] - a.shape[1]
+    chi2 = float(np.sum(w * (y - a @ beta) ** 2))
+    return Estimate(beta, np.sqrt(np.diag(cov)), a.shape[0]), (chi2 / dof if dof else 0.0)
+
+
+def fit_power_law(x, y, yerr) -> tuple[Estimate, Estimate]:
+    """Fit y = A x^p in log-log space. Returns (p, A) as Estimates.
+
+    Log errors are yerr / |y|; all y must be positive.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if np.any(x <= 0) or np.any(y <= 0):
+        raise ValueError("fit_power_law needs x > 0 and y > 0")
+    coef, _ = weighted_least_squares(
+        np.stack([np.ones_like(x), np.log(x)], axis=1), np.log(y), np.asarray(yerr) / y
+    )
+    amplitude = float(np.exp(coef.value[0]))
+    return coef[1], Estimate(amplitude, amplitude * float(coef.stderr[0]), coef.n)
+
+
+def fit_inverse_width(widths, y, yerr, powers: Sequence[int] = (0, 1)) -> dict[int, Estimate]:
+    """Fit y(n) = sum_p c_p n^{-p} over ``powers``; returns {p: c_p as Estimate}.
+
+    With powers (0, 1) the c_1 coefficient is the 1/n coefficient to compare with theory.
+    """
+    n = np.asarray(widths, dtype=np.float64)
+    if np.any(n <= 0):
+        raise ValueError("widths must be > 0")
+    coef, _ = weighted_least_squares(np.stack([n ** (-p) for p in powers], axis=1), y, yerr)
+    return {p: coef[i] for i, p in enumerate(powers)}
