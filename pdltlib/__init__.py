@@ -1,6 +1,11 @@
 """pdltlib: the shared library of the executable companion to *The Principles of Deep Learning
 Theory* (Roberts, Yaida & Hanin, arXiv:2106.10165).
 
+Modules, in the order of the book: ``gaussian`` (Gaussian expectations), ``wick``,
+``cumulants``, ``action`` (nearly-Gaussian distributions), ``activations``, ``network``
+(MLPs), ``sampling`` (ensembles), ``kernels`` (metrics and four-point vertices), ``stats``
+(estimators and the honest check), ``plotting``.
+
 Importing pdltlib turns on JAX's float64 mode: theory values are computed in double precision.
 """
 
@@ -8,11 +13,46 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
+from pdltlib import (  # noqa: E402
+    activations,
+    gaussian,
+    kernels,
+    network,
+    plotting,
+    sampling,
+    stats,
+)
 from pdltlib.activations import (  # noqa: E402
     Activation,
     available_activations,
     get_activation,
     scale_invariant,
 )
+from pdltlib.gaussian import activation_expectation, gaussian_expectation  # noqa: E402
+from pdltlib.network import MLPConfig, mlp  # noqa: E402
+from pdltlib.sampling import sample_preactivations  # noqa: E402
+from pdltlib.stats import Estimate, assert_checks, honest_check  # noqa: E402
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "activations",
+    "gaussian",
+    "kernels",
+    "network",
+    "plotting",
+    "sampling",
+    "stats",
+    "Activation",
+    "available_activations",
+    "get_activation",
+    "scale_invariant",
+    "activation_expectation",
+    "gaussian_expectation",
+    "MLPConfig",
+    "mlp",
+    "sample_preactivations",
+    "Estimate",
+    "assert_checks",
+    "honest_check",
+]

@@ -17,6 +17,7 @@ numbers do not depend on the chunk size.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from functools import partial
 
@@ -44,20 +45,54 @@ def psd_sqrt(g: jax.Array) -> jax.Array:
     )
 
 
+def _markov_layer(key, features, c_b, c_w, n_next: int):
+    """One exact Markov step: z ~ N(0, G) i.i.d. over n_next neurons, G = C_b + C_W s s^T / n."""
+    g = c_b + (c_w / features.shape[1]) * features @ features.T
+    noise = jax.random.normal(key, (features.shape[0], n_next), features.dtype)
+    return psd_sqrt(g) @ noise
+
+
+def _segments(widths: tuple[int, ...]) -> list[tuple[int, int]]:
+    """Split layers 0..L-1 into runs [start, end): runs of >= 2 width-preserving layers
+    (n_l = n_{l+1}) are scanned, every other layer is its own run."""
+    segments, layer, depth = [], 0, len(widths) - 1
+    while layer < depth:
+        end = layer
+        while end < depth and widths[end] == widths[end + 1] == widths[layer]:
+            end += 1
+        end = end if end - layer >= 2 else layer + 1
+        segments.append((layer, end))
+        layer = end
+    return segments
+
+
 def _markov_network(key, x, config: MLPConfig, keep: tuple[int, ...], dtype):
-    """One network's preactivations by the exact Markov sampler (layers in ``keep``)."""
+    """One network's preactivations by the exact Markov sampler (layers in ``keep``).
+
+    Equal-width stretches of layers run under ``jax.lax.scan``, so the traced program (and the
+    compile time) does not grow with depth; the random numbers are those of a plain loop.
+    """
     keys = jax.random.split(key, config.depth)
-    features = x.astype(dtype)
-    out = []
-    for layer in range(config.depth):
-        n_prev, n_next = config.widths[layer], config.widths[layer + 1]
-        g = config.C_b[layer] + (config.C_W[layer] / n_prev) * features @ features.T
-        noise = jax.random.normal(keys[layer], (x.shape[0], n_next), dtype)
-        z = psd_sqrt(g) @ noise
-        if layer + 1 in keep:
-            out.append(z)
-        features = config.activation.fn(z)
-    return out
+    c_b, c_w = jnp.asarray(config.C_b, dtype), jnp.asarray(config.C_W, dtype)
+    act = config.activation.fn
+    features, out = x.astype(dtype), {}
+    for start, end in _segments(config.widths):
+        n_next = config.widths[end]
+        if end - start == 1:
+            z = _markov_layer(keys[start], features, c_b[start], c_w[start], n_next)
+            zs, features = z[None], act(z)
+        else:
+
+            def step(h, args, n_next=n_next):
+                layer_key, layer_c_b, layer_c_w = args
+                z = _markov_layer(layer_key, h, layer_c_b, layer_c_w, n_next)
+                return act(z), z
+
+            features, zs = jax.lax.scan(
+                step, features, (keys[start:end], c_b[start:end], c_w[start:end])
+            )
+        out.update({layer + 1: zs[layer - start] for layer in range(start, end)})
+    return [out[layer] for layer in keep]
 
 
 def _weights_network(key, x, config: MLPConfig, keep: tuple[int, ...], dtype):
@@ -66,10 +101,19 @@ def _weights_network(key, x, config: MLPConfig, keep: tuple[int, ...], dtype):
     return [zs[layer - 1] for layer in keep]
 
 
-@partial(jax.jit, static_argnames=("config", "keep", "method", "dtype"))
-def _sample_chunk(keys, x, config, keep, method, dtype):
+@partial(jax.jit, static_argnames=("structure", "keep", "method", "dtype"))
+def _sample_chunk(keys, x, c_b, c_w, structure, keep, method, dtype):
+    """A vmapped chunk of networks. The variances C_b, C_W are traced data, so ensembles that
+    differ only in them share one compiled program; ``structure`` fixes widths and sigma."""
+    config = dataclasses.replace(structure, C_b=c_b, C_W=c_w)
     one = _markov_network if method == "markov" else _weights_network
     return jax.vmap(lambda k: one(k, x, config, keep, dtype))(keys)
+
+
+def _structure(config: MLPConfig) -> MLPConfig:
+    """The config with its variances blanked: the static part of a compiled sampler."""
+    ones = (1.0,) * config.depth
+    return dataclasses.replace(config, C_b=ones, C_W=ones, lambda_b=ones, lambda_W=ones)
 
 
 def _chunk_size(config: MLPConfig, n_inputs: int, method: str, itemsize: int) -> int:
@@ -130,6 +174,8 @@ def sample_preactivations(
     chunk_size = min(chunk_size, n_networks)
 
     keys = jax.random.split(key, n_networks)
+    structure = _structure(config)
+    c_b, c_w = jnp.asarray(config.C_b, dtype), jnp.asarray(config.C_W, dtype)
     n_chunks = -(-n_networks // chunk_size)
     if progress is None:
         progress = n_chunks > 8
@@ -139,7 +185,7 @@ def sample_preactivations(
         if chunk_keys.shape[0] < chunk_size:  # pad the last chunk: one compiled shape
             pad = jnp.repeat(chunk_keys[:1], chunk_size - chunk_keys.shape[0], axis=0)
             chunk_keys = jnp.concatenate([chunk_keys, pad])
-        zs = _sample_chunk(chunk_keys, x, config, keep, method, dtype)
+        zs = _sample_chunk(chunk_keys, x, c_b, c_w, structure, keep, method, dtype)
         for layer, z in zip(keep, zs, strict=True):
             out[layer].append(np.asarray(z))
     return {layer: np.concatenate(parts)[:n_networks] for layer, parts in out.items()}

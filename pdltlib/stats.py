@@ -28,6 +28,7 @@ __all__ = [
     "two_point",
     "connected_four_point_pairs",
     "connected_four_point_same_neuron",
+    "excess_kurtosis",
     "Check",
     "honest_check",
     "assert_checks",
@@ -183,6 +184,17 @@ def connected_four_point_same_neuron(z) -> Estimate:
         )
 
     return jackknife(connected, m4, m2)
+
+
+def excess_kurtosis(z) -> Estimate:
+    """Excess kurtosis E[z^4]/E[z^2]^2 - 3 of one neuron, for each input, shape (N_D,).
+
+    Moments are averaged over the n identically distributed neurons within each network, the
+    ratio is jackknifed over networks. Zero for a Gaussian; at leading order 3 V/(n K^2)
+    (book eq. 4.43 with all neural and sample indices equal).
+    """
+    arr = _ensemble(z)
+    return jackknife(lambda m4, m2: m4 / m2**2 - 3, (arr**4).mean(axis=2), (arr**2).mean(axis=2))
 
 
 @dataclass(frozen=True)

@@ -111,3 +111,20 @@ def test_bad_input(kwargs, match):
     args = {"x": X, "n_networks": 4} | kwargs
     with pytest.raises(ValueError, match=match):
         sample_preactivations(jax.random.PRNGKey(0), cfg, **args)
+
+
+def test_scanned_layers_reproduce_a_plain_loop():
+    """Equal-width layers run under lax.scan; the samples equal a layer-by-layer loop."""
+    from pdltlib.sampling import _markov_layer, _markov_network, _segments
+
+    assert _segments((3, 8, 8, 8, 8, 5)) == [(0, 1), (1, 4), (4, 5)]
+    assert _segments((3, 6, 8, 8)) == [(0, 1), (1, 2), (2, 3)]
+    cfg = mlp((3, 8, 8, 8, 8, 5), "tanh", C_b=0.1, C_W=[1.1, 1.3, 0.9, 1.7, 1.2])
+    key = jax.random.PRNGKey(3)
+    scanned = jax.jit(lambda k: _markov_network(k, X, cfg, (1, 2, 3, 4, 5), np.float64))(key)
+    keys = jax.random.split(key, cfg.depth)
+    h = X
+    for layer in range(cfg.depth):
+        z = _markov_layer(keys[layer], h, cfg.C_b[layer], cfg.C_W[layer], cfg.widths[layer + 1])
+        np.testing.assert_allclose(scanned[layer], z, rtol=1e-12, atol=1e-14)
+        h = cfg.activation.fn(z)

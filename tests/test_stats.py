@@ -98,3 +98,12 @@ def test_fits_recover_exact_coefficients():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_excess_kurtosis():
+    gaussian = stats.excess_kurtosis(RNG.normal(size=(4000, 2, 8)))
+    assert np.all(np.abs(gaussian.value) < 4.5 * gaussian.stderr)
+    # random-variance model: E[z^4]/E[z^2]^2 - 3 = 3 Var(g)/E[g]^2 = 3 * 0.25 / 1
+    g = RNG.choice([0.5, 1.5], size=(20_000, 1, 1))
+    est = stats.excess_kurtosis(np.sqrt(g) * RNG.normal(size=(20_000, 1, 8)))[0]
+    assert abs(est.value - 0.75) < 4.5 * est.stderr
