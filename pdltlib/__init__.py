@@ -3,7 +3,8 @@ Theory* (Roberts, Yaida & Hanin, arXiv:2106.10165).
 
 Modules, in the order of the book: ``gaussian`` (Gaussian expectations), ``wick``,
 ``cumulants``, ``action`` (nearly-Gaussian distributions), ``activations``, ``network``
-(MLPs), ``sampling`` (ensembles), ``kernels`` (metrics and four-point vertices), ``stats``
+(MLPs), ``sampling`` (ensembles), ``kernels`` (metrics and four-point vertices), ``exact`` (exact
+finite-width results), ``stats``
 (estimators and the honest check), ``plotting``.
 
 Importing pdltlib turns on JAX's float64 mode: theory values are computed in double precision.
@@ -14,13 +15,17 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 from pdltlib import (  # noqa: E402
+    action,
     activations,
+    cumulants,
+    exact,
     gaussian,
     kernels,
     network,
     plotting,
     sampling,
     stats,
+    wick,
 )
 from pdltlib.activations import (  # noqa: E402
     Activation,
@@ -36,13 +41,17 @@ from pdltlib.stats import Estimate, assert_checks, honest_check  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
+    "action",
     "activations",
+    "cumulants",
+    "exact",
     "gaussian",
     "kernels",
     "network",
     "plotting",
     "sampling",
     "stats",
+    "wick",
     "Activation",
     "available_activations",
     "get_activation",

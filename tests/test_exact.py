@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pdltlib.scale_invariant import (
+from pdltlib.exact import (
     deep_linear_moment_factor,
     scale_invariant_constants,
     scale_invariant_exact_four_point,
