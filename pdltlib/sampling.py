@@ -135,7 +135,7 @@ def sample_preactivations(
     layers: Iterable[int] | None = None,
     chunk_size: int | None = None,
     dtype=jnp.float64,
-    progress: bool | None = None,
+    progress: bool = True,
 ) -> dict[int, np.ndarray]:
     """Preactivations z^(l) of ``n_networks`` independent networks at initialization.
 
@@ -148,8 +148,8 @@ def sample_preactivations(
         layers: which layers l in 1..L to return (default: the output layer L only).
         chunk_size: networks per vmapped chunk (default: from a 128 MiB working budget).
         dtype: float64 (default) or float32.
-        progress: show a progress bar (default: when there is more than one chunk of work
-            and the run is large).
+        progress: show a progress bar (default True; it appears only once a run has taken
+            more than 3 seconds, so quick ensembles print nothing).
 
     Returns:
         ``{l: array of shape (n_networks, N_D, n_l)}`` as NumPy arrays.
@@ -177,10 +177,9 @@ def sample_preactivations(
     structure = _structure(config)
     c_b, c_w = jnp.asarray(config.C_b, dtype), jnp.asarray(config.C_W, dtype)
     n_chunks = -(-n_networks // chunk_size)
-    if progress is None:
-        progress = n_chunks > 8
     out = {layer: [] for layer in keep}
-    for c in tqdm(range(n_chunks), desc=f"sampling ({method})", disable=not progress):
+    bar = tqdm(range(n_chunks), desc=f"sampling ({method})", disable=not progress, delay=3.0)
+    for c in bar:
         chunk_keys = keys[c * chunk_size : (c + 1) * chunk_size]
         if chunk_keys.shape[0] < chunk_size:  # pad the last chunk: one compiled shape
             pad = jnp.repeat(chunk_keys[:1], chunk_size - chunk_keys.shape[0], axis=0)

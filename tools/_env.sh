@@ -12,4 +12,3 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
 fi
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet -r requirements.txt -e .
-export MPLBACKEND=Agg
