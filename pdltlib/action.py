@@ -45,7 +45,8 @@ from scipy.optimize import minimize
 
 from pdltlib.cumulants import connected_four_point
 from pdltlib.gaussian import gaussian_expectation
-from pdltlib.wick import WickContractor, covariance_matrix
+from pdltlib.validation import SYMMETRY_TOLERANCE, covariance
+from pdltlib.wick import WickContractor
 
 __all__ = [
     "quartic_action",
@@ -62,7 +63,6 @@ __all__ = [
 ]
 
 _POSITIVE_TOLERANCE = 1e-12  # smallest eigenvalue of K relative to the largest
-_SYMMETRY_TOLERANCE = 1e-12
 _FORM_TOLERANCE = 1e-12  # a quartic-form minimum above -this * max|eps V| counts as >= 0
 _MAX_QUADRATURE_DIM = 3
 _MAX_SERIES_TERMS = 200_000  # (monomials of q^0..q^order) x (distinct index multisets)
@@ -77,7 +77,7 @@ class _Couplings(NamedTuple):
 
 def _couplings(K, V) -> _Couplings:
     """Validate the quadratic and quartic couplings of (1.71)."""
-    kernel, scalar = covariance_matrix(K)
+    kernel, scalar = covariance(K)
     eigenvalues = np.linalg.eigvalsh(kernel)
     if eigenvalues[0] <= _POSITIVE_TOLERANCE * eigenvalues[-1] or eigenvalues[-1] <= 0:
         raise ValueError(
@@ -96,7 +96,7 @@ def _couplings(K, V) -> _Couplings:
         raise ValueError("V must have finite entries")
     scale = float(np.max(np.abs(vertex)))
     for perm in permutations(range(4)):
-        if np.max(np.abs(vertex - vertex.transpose(perm))) > _SYMMETRY_TOLERANCE * scale:
+        if np.max(np.abs(vertex - vertex.transpose(perm))) > SYMMETRY_TOLERANCE * scale:
             raise ValueError("V must be totally symmetric in its four indices (book eq. 1.71)")
     return _Couplings(kernel, vertex, scalar)
 

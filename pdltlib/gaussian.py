@@ -46,13 +46,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from pdltlib.activations import Activation, get_activation
+from pdltlib.validation import covariance
 
 __all__ = ["gaussian_expectation", "activation_expectation", "normal_rule"]
 
 _MAX_DIM = 3
 _DEGENERATE = 1e-14  # a Cholesky pivot (a conditional variance) below this times K_kk is zero
-_PSD_TOLERANCE = 1e-10  # eigenvalues above -this * max eigenvalue are rounding (clipped to 0)
-_SYMMETRY_TOLERANCE = 1e-12
 _CHUNK = 1 << 20  # function evaluations per batch
 _MAX_EVALUATIONS = 1e9  # about half a minute
 
@@ -230,38 +229,15 @@ def _check_options(order, cutoff, panel_width) -> tuple[int, float, float | None
 
 
 def _check_kernel(K) -> tuple[np.ndarray, bool]:
-    """Validate K; return it as a (d, d) float matrix and whether it was a scalar."""
-    try:
-        kernel = np.asarray(K, dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError(f"K must be a number or a square matrix of numbers, got {K!r}") from None
-    if not np.all(np.isfinite(kernel)):
-        raise ValueError(f"K must have finite entries, got {kernel!r}")
-    if kernel.ndim == 0:
-        if kernel < 0:
-            raise ValueError(f"K (a variance) must be >= 0, got {float(kernel)}")
-        return kernel.reshape(1, 1), True
-    if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] == 0:
-        raise ValueError(
-            f"K must be a variance or a square (d, d) matrix, got shape {kernel.shape}"
-        )
-    d = kernel.shape[0]
-    if d > _MAX_DIM:
+    """Validate K (see :func:`pdltlib.validation.covariance`) and its dimension d <= 3."""
+    kernel, scalar = covariance(K)
+    if kernel.shape[0] > _MAX_DIM:
+        d = kernel.shape[0]
         raise ValueError(
             f"K is {d} x {d}; quadrature supports dimension d <= {_MAX_DIM}: use Monte Carlo "
             "(pdltlib.sampling) for more inputs"
         )
-    scale = np.max(np.abs(kernel))
-    if np.max(np.abs(kernel - kernel.T)) > _SYMMETRY_TOLERANCE * scale:
-        raise ValueError(f"K must be symmetric, got {kernel.tolist()}")
-    kernel = (kernel + kernel.T) / 2
-    eigenvalues = np.linalg.eigvalsh(kernel)
-    if eigenvalues[0] < -_PSD_TOLERANCE * max(eigenvalues[-1], 0.0):
-        raise ValueError(
-            f"K must be positive semidefinite (eigenvalues >= 0 up to rounding); its smallest "
-            f"eigenvalue is {eigenvalues[0]:.3e}, K = {kernel.tolist()}"
-        )
-    return kernel, False
+    return kernel, scalar
 
 
 def _cholesky(K: np.ndarray) -> np.ndarray:

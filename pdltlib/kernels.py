@@ -13,21 +13,13 @@ import numpy as np
 
 from pdltlib.activations import Activation, get_activation
 from pdltlib.gaussian import activation_expectation
+from pdltlib.validation import covariance
 
 __all__ = ["first_layer_kernel", "next_layer_kernel", "second_layer_four_point_vertex"]
 
 
 def _kernel_matrix(K, name: str = "K") -> np.ndarray:
-    k = np.atleast_2d(np.asarray(K, dtype=np.float64))
-    if k.ndim != 2 or k.shape[0] != k.shape[1]:
-        raise ValueError(f"{name} must be a number or a square (N_D, N_D) matrix, got {k.shape}")
-    if not np.all(np.isfinite(k)):
-        raise ValueError(f"{name} must be finite")
-    if not np.allclose(k, k.T, rtol=1e-12, atol=1e-14):
-        raise ValueError(f"{name} must be symmetric")
-    if np.any(np.diag(k) < 0) or np.linalg.eigvalsh(k)[0] < -1e-12 * max(1.0, np.abs(k).max()):
-        raise ValueError(f"{name} must be positive semidefinite (variances >= 0)")
-    return k
+    return covariance(K, name)[0]
 
 
 def _variances(C_b: float, C_W: float) -> tuple[float, float]:

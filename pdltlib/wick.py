@@ -25,6 +25,8 @@ from numbers import Integral
 
 import numpy as np
 
+from pdltlib.validation import covariance
+
 __all__ = [
     "double_factorial",
     "count_pairings",
@@ -33,9 +35,6 @@ __all__ = [
     "gaussian_moment_1d",
     "WickContractor",
 ]
-
-_SYMMETRY_TOLERANCE = 1e-12
-_PSD_TOLERANCE = 1e-10
 
 
 def _non_negative_int(value, name: str) -> int:
@@ -83,33 +82,6 @@ def _pairings(positions: tuple[int, ...]) -> Iterator[tuple[tuple[int, int], ...
             yield ((first, partner), *tail)
 
 
-def covariance_matrix(K, name: str = "K") -> tuple[np.ndarray, bool]:
-    """Validate a covariance: a variance >= 0 or a symmetric positive-semidefinite matrix.
-
-    Returns it as an (N, N) float matrix and whether it was given as a scalar (N = 1).
-    """
-    kernel = np.asarray(K, dtype=np.float64)
-    if not np.all(np.isfinite(kernel)):
-        raise ValueError(f"{name} must have finite entries, got {kernel.tolist()}")
-    if kernel.ndim == 0:
-        if kernel < 0:
-            raise ValueError(f"{name} (a variance) must be >= 0, got {float(kernel)}")
-        return kernel.reshape(1, 1), True
-    if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] == 0:
-        raise ValueError(f"{name} must be a variance or a square matrix, got shape {kernel.shape}")
-    scale = float(np.max(np.abs(kernel)))
-    if np.max(np.abs(kernel - kernel.T)) > _SYMMETRY_TOLERANCE * scale:
-        raise ValueError(f"{name} must be symmetric, got {kernel.tolist()}")
-    kernel = (kernel + kernel.T) / 2
-    eigenvalues = np.linalg.eigvalsh(kernel)
-    if eigenvalues[0] < -_PSD_TOLERANCE * max(eigenvalues[-1], 0.0):
-        raise ValueError(
-            f"{name} must be positive semidefinite; its smallest eigenvalue is "
-            f"{eigenvalues[0]:.3e}, {name} = {kernel.tolist()}"
-        )
-    return kernel, False
-
-
 class WickContractor:
     """Gaussian moments E[z_{mu_1} ... z_{mu_M}] for one covariance K, with a shared memo.
 
@@ -119,7 +91,7 @@ class WickContractor:
     """
 
     def __init__(self, K):
-        self.K, _ = covariance_matrix(K)
+        self.K, _ = covariance(K)
         self._memo: dict[tuple[int, ...], float] = {(): 1.0}
 
     @property
@@ -170,7 +142,7 @@ def gaussian_moment(K, indices: Sequence[int]) -> float:
 
 def gaussian_moment_1d(K: float, n: int) -> float:
     """E[z^n] = (n - 1)!! K^{n/2} for z ~ N(0, K) and even n, 0 for odd n (book eq. 1.15)."""
-    variance, _ = covariance_matrix(K)
+    variance, _ = covariance(K)
     if variance.shape != (1, 1):
         raise ValueError(f"K must be a variance (a scalar), got shape {np.shape(K)}")
     n = _non_negative_int(n, "n")

@@ -59,7 +59,7 @@ def test_vertex_multi_input_structure():
         (lambda: kernels.first_layer_kernel(np.ones((2, 2)), -1.0, 1.0), "C_b"),
         (lambda: kernels.first_layer_kernel(np.ones((2, 2)), 0.0, 0.0), "C_W"),
         (lambda: kernels.first_layer_kernel(np.ones(3), 0.0, 1.0), "x must"),
-        (lambda: kernels.next_layer_kernel("tanh", -1.0, 0.0, 1.0), "K must"),
+        (lambda: kernels.next_layer_kernel("tanh", -1.0, 0.0, 1.0), r"K \(a variance\) must"),
         (lambda: kernels.next_layer_kernel("tanh", [[1.0, 2.0], [2.0, 1.0]], 0.0, 1.0), "K must"),
         (lambda: kernels.next_layer_kernel("tanh", [[1.0, 0.1], [0.2, 1.0]], 0.0, 1.0), "K must"),
         (lambda: kernels.second_layer_four_point_vertex("tanh", np.nan, 1.0), "K1 must"),

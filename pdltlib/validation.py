@@ -1,0 +1,41 @@
+"""Input validation shared by the library: bad input raises a ValueError naming the parameter."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["covariance", "SYMMETRY_TOLERANCE", "PSD_TOLERANCE"]
+
+SYMMETRY_TOLERANCE = 1e-12  # relative asymmetry accepted as rounding
+PSD_TOLERANCE = 1e-10  # eigenvalues above -this * max eigenvalue are rounding
+
+
+def covariance(K, name: str = "K") -> tuple[np.ndarray, bool]:
+    """Validate a covariance: a variance >= 0 or a symmetric positive-semidefinite matrix.
+
+    Returns it as a symmetrized (N, N) float64 matrix and whether it was given as a scalar.
+    Eigenvalues down to -1e-10 times the largest are accepted as rounding.
+    """
+    try:
+        kernel = np.asarray(K, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number or a square matrix, got {K!r}") from None
+    if not np.all(np.isfinite(kernel)):
+        raise ValueError(f"{name} must have finite entries, got {kernel.tolist()}")
+    if kernel.ndim == 0:
+        if kernel < 0:
+            raise ValueError(f"{name} (a variance) must be >= 0, got {float(kernel)}")
+        return kernel.reshape(1, 1), True
+    if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] == 0:
+        raise ValueError(f"{name} must be a variance or a square matrix, got shape {kernel.shape}")
+    scale = float(np.max(np.abs(kernel)))
+    if np.max(np.abs(kernel - kernel.T)) > SYMMETRY_TOLERANCE * scale:
+        raise ValueError(f"{name} must be symmetric, got {kernel.tolist()}")
+    kernel = (kernel + kernel.T) / 2
+    eigenvalues = np.linalg.eigvalsh(kernel)
+    if eigenvalues[0] < -PSD_TOLERANCE * max(eigenvalues[-1], 0.0):
+        raise ValueError(
+            f"{name} must be positive semidefinite; its smallest eigenvalue is "
+            f"{eigenvalues[0]:.3e}, {name} = {kernel.tolist()}"
+        )
+    return kernel, False

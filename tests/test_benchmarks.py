@@ -1,0 +1,19 @@
+"""The benchmark scripts run (at toy sizes) and print their ratio line."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_sampler_benchmark_prints_a_ratio():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_samplers.py"), "--width=8", "--depth=2"]
+        + ["--networks=16"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "speed-up of the Markov sampler over weight sampling" in out
+    assert "peak MB" in out
