@@ -34,6 +34,15 @@ from pdltlib.activations import (  # noqa: E402
     scale_invariant,
 )
 from pdltlib.gaussian import activation_expectation, gaussian_expectation  # noqa: E402
+from pdltlib.kernels import (  # noqa: E402
+    PreactivationFlow,
+    chi_parallel,
+    chi_perp,
+    four_point_flow,
+    kernel_flow,
+    kernel_nlo_flow,
+    preactivation_flow,
+)
 from pdltlib.network import MLPConfig, mlp  # noqa: E402
 from pdltlib.sampling import sample_preactivations  # noqa: E402
 from pdltlib.stats import Estimate, assert_checks, honest_check  # noqa: E402
@@ -58,6 +67,13 @@ __all__ = [
     "scale_invariant",
     "activation_expectation",
     "gaussian_expectation",
+    "PreactivationFlow",
+    "chi_parallel",
+    "chi_perp",
+    "four_point_flow",
+    "kernel_flow",
+    "kernel_nlo_flow",
+    "preactivation_flow",
     "MLPConfig",
     "mlp",
     "sample_preactivations",

@@ -29,6 +29,7 @@ __all__ = [
     "connected_four_point_pairs",
     "connected_four_point_same_neuron",
     "excess_kurtosis",
+    "normalized_six_point_triples",
     "Check",
     "honest_check",
     "assert_checks",
@@ -195,6 +196,27 @@ def excess_kurtosis(z) -> Estimate:
     """
     arr = _ensemble(z)
     return jackknife(lambda m4, m2: m4 / m2**2 - 3, (arr**4).mean(axis=2), (arr**2).mean(axis=2))
+
+
+def normalized_six_point_triples(z, input_index: int = 0) -> Estimate:
+    """Connected six-point correlator over distinct neurons, normalized by the kernel cubed:
+
+        (E[z_i^2 z_j^2 z_k^2] - 3 E[z^2] E[z_i^2 z_j^2] + 2 E[z^2]^3) / E[z^2]^3,  i, j, k distinct,
+
+    for one input (book eq. 3.57 for deep linear networks). Each network supplies the averages
+    over its n(n-1) ordered pairs and n(n-1)(n-2) ordered triples (power sums, O(n)); the ratio
+    is jackknifed over networks. Needs n >= 3 neurons.
+    """
+    arr = _ensemble(z)
+    n = arr.shape[2]
+    if n < 3:
+        raise ValueError("z needs at least 3 neurons (axis 2) for neuron-triple estimators")
+    y = arr[:, input_index, :] ** 2
+    p1, p2, p3 = y.sum(axis=1), (y**2).sum(axis=1), (y**3).sum(axis=1)
+    m1 = p1 / n
+    m2 = (p1**2 - p2) / (n * (n - 1))
+    m3 = (p1**3 - 3 * p1 * p2 + 2 * p3) / (n * (n - 1) * (n - 2))
+    return jackknife(lambda a, b, c: (c - 3 * a * b + 2 * a**3) / a**3, m1, m2, m3)
 
 
 @dataclass(frozen=True)

@@ -107,3 +107,15 @@ def test_excess_kurtosis():
     g = RNG.choice([0.5, 1.5], size=(20_000, 1, 1))
     est = stats.excess_kurtosis(np.sqrt(g) * RNG.normal(size=(20_000, 1, 8)))[0]
     assert abs(est.value - 0.75) < 4.5 * est.stderr
+
+
+def test_normalized_six_point_triples():
+    gaussian = stats.normalized_six_point_triples(RNG.normal(size=(4000, 1, 6)))
+    assert abs(gaussian.value) < 4.5 * gaussian.stderr
+    # random-variance model z = sqrt(g) xi: the normalized six-point is kappa_3(g) / E[g]^3
+    g = RNG.choice([0.25, 1.75], p=[0.75, 0.25], size=(40_000, 1, 1))  # skewed, mean 0.625
+    est = stats.normalized_six_point_triples(np.sqrt(g) * RNG.normal(size=(40_000, 1, 6)))
+    mean = 0.625
+    third = 0.75 * (0.25 - mean) ** 3 + 0.25 * (1.75 - mean) ** 3
+    assert abs(est.value - third / mean**3) < 4.5 * est.stderr
+    assert abs(third / mean**3) > 10 * est.stderr
