@@ -3,9 +3,9 @@ Theory* (Roberts, Yaida & Hanin, arXiv:2106.10165).
 
 Modules, in the order of the book: ``gaussian`` (Gaussian expectations), ``wick``,
 ``cumulants``, ``action`` (nearly-Gaussian distributions), ``activations``, ``network``
-(MLPs), ``sampling`` (ensembles), ``kernels`` (metrics and four-point vertices), ``exact`` (exact
-finite-width results), ``stats``
-(estimators and the honest check), ``plotting``.
+(MLPs), ``sampling`` (ensembles), ``exact`` (exact finite-width results), ``kernels``
+(metrics, four-point vertices, the 1/n flow), ``criticality`` (critical points, universality
+classes), ``stats`` (estimators and the honest check), ``plotting``; ``validation`` checks input.
 
 Importing pdltlib turns on JAX's float64 mode: theory values are computed in double precision.
 """
@@ -17,6 +17,7 @@ jax.config.update("jax_enable_x64", True)
 from pdltlib import (  # noqa: E402
     action,
     activations,
+    criticality,
     cumulants,
     exact,
     gaussian,
@@ -33,6 +34,7 @@ from pdltlib.activations import (  # noqa: E402
     get_activation,
     scale_invariant,
 )
+from pdltlib.criticality import critical_point, universality_table  # noqa: E402
 from pdltlib.gaussian import activation_expectation, gaussian_expectation  # noqa: E402
 from pdltlib.kernels import (  # noqa: E402
     PreactivationFlow,
@@ -52,6 +54,7 @@ __version__ = "0.1.0"
 __all__ = [
     "action",
     "activations",
+    "criticality",
     "cumulants",
     "exact",
     "gaussian",
@@ -65,6 +68,8 @@ __all__ = [
     "available_activations",
     "get_activation",
     "scale_invariant",
+    "critical_point",
+    "universality_table",
     "activation_expectation",
     "gaussian_expectation",
     "PreactivationFlow",
