@@ -5,7 +5,8 @@ Modules, in the order of the book: ``gaussian`` (Gaussian expectations), ``wick`
 ``cumulants``, ``action`` (nearly-Gaussian distributions), ``activations``, ``network``
 (MLPs), ``sampling`` (ensembles), ``exact`` (exact finite-width results), ``kernels``
 (metrics, four-point vertices, the 1/n flow), ``criticality`` (critical points, universality
-classes), ``stats`` (estimators and the honest check), ``plotting``; ``validation`` checks input.
+classes), ``bayes`` (Bayesian inference), ``ntk`` (the neural tangent kernel), ``stats``
+(estimators and the honest check), ``plotting``; ``validation`` checks input.
 
 Importing pdltlib turns on JAX's float64 mode: theory values are computed in double precision.
 """
@@ -17,12 +18,14 @@ jax.config.update("jax_enable_x64", True)
 from pdltlib import (  # noqa: E402
     action,
     activations,
+    bayes,
     criticality,
     cumulants,
     exact,
     gaussian,
     kernels,
     network,
+    ntk,
     plotting,
     sampling,
     stats,
@@ -54,12 +57,14 @@ __version__ = "0.1.0"
 __all__ = [
     "action",
     "activations",
+    "bayes",
     "criticality",
     "cumulants",
     "exact",
     "gaussian",
     "kernels",
     "network",
+    "ntk",
     "plotting",
     "sampling",
     "stats",

@@ -11,7 +11,7 @@ with the initialization distribution (2.21)-(2.22)
 
 Arrays follow the book's index order with the sample index first: inputs ``x`` have shape
 (N_D, n_0) and ``z^(l)`` has shape (N_D, n_l). The learning-rate hyperparameters lambda_b,
-lambda_W (book eq. 7.13) are stored with the architecture for the NTK chapters.
+lambda_W (book eq. 8.6) are stored with the architecture for the NTK chapters.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class MLPConfig:
         widths: (n_0, n_1, ..., n_L); n_0 is the input dimension, n_L the output dimension.
         activation: the :class:`~pdltlib.activations.Activation` sigma.
         C_b, C_W: per-layer bias and weight variances (length L).
-        lambda_b, lambda_W: per-layer learning-rate hyperparameters (length L), eq. (7.13).
+        lambda_b, lambda_W: per-layer learning-rate hyperparameters (length L), eq. (8.6).
     """
 
     widths: tuple[int, ...]

@@ -328,7 +328,7 @@ class AgreementTable:
                     c.name,
                     f"{c.theory:.6g}",
                     format(c.mc, ".6g"),
-                    f"{c.z:+.2f}",
+                    f"{c.z:+.2f}" if float(c.mc.stderr) > 0 else "exact",
                     f"{c.tolerance:.3g}",
                     "—" if c.infinite_width is None else f"{c.infinite_width:.6g}",
                     "—" if c.power is None else f"{c.power:.1f}σ",
