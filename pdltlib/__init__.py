@@ -5,7 +5,8 @@ Modules, in the order of the book: ``gaussian`` (Gaussian expectations), ``wick`
 ``cumulants``, ``action`` (nearly-Gaussian distributions), ``activations``, ``network``
 (MLPs), ``sampling`` (ensembles), ``exact`` (exact finite-width results), ``kernels``
 (metrics, four-point vertices, the 1/n flow), ``criticality`` (critical points, universality
-classes), ``bayes`` (Bayesian inference), ``ntk`` (the neural tangent kernel), ``stats``
+classes), ``bayes`` (Bayesian inference), ``ntk`` (the neural tangent kernel), ``ntk_criticality``
+(NTK criticality, learning-rate equivalence), ``stats``
 (estimators and the honest check), ``plotting``; ``validation`` checks input.
 
 Importing pdltlib turns on JAX's float64 mode: theory values are computed in double precision.
@@ -26,6 +27,7 @@ from pdltlib import (  # noqa: E402
     kernels,
     network,
     ntk,
+    ntk_criticality,
     plotting,
     sampling,
     stats,
@@ -65,6 +67,7 @@ __all__ = [
     "kernels",
     "network",
     "ntk",
+    "ntk_criticality",
     "plotting",
     "sampling",
     "stats",
