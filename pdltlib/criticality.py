@@ -48,6 +48,7 @@ from scipy.optimize import brentq
 from pdltlib.activations import Activation, available_activations, get_activation
 from pdltlib.gaussian import activation_expectation, gaussian_expectation
 from pdltlib.kernels import chi_parallel, chi_perp, four_point_flow, kernel_flow
+from pdltlib.stats import Table
 
 __all__ = [
     "NoCriticalityError",
@@ -477,7 +478,7 @@ def _scale_invariant(act: Activation, a_plus: float, a_minus: float) -> Critical
     )
 
 
-class UniversalityTable:
+class UniversalityTable(Table):
     """The universality classes of a list of activations (a row per activation)."""
 
     columns = ("activation", "class", "C_b", "C_W", "K*", "a_1 / details or reason")
@@ -488,22 +489,6 @@ class UniversalityTable:
 
     def rows(self) -> list[tuple[str, ...]]:
         return list(self._rows)
-
-    def __str__(self) -> str:
-        rows = [self.columns, *self._rows]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(self.columns))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        head = "".join(f"<th>{c}</th>" for c in self.columns)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in self._rows
-        )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _row(cp: CriticalPoint) -> tuple[str, ...]:

@@ -43,7 +43,7 @@ import numpy as np
 
 from pdltlib.activations import Activation, get_activation
 from pdltlib.gaussian import activation_expectation, gaussian_expectation
-from pdltlib.validation import covariance
+from pdltlib.validation import covariance, per_layer
 
 __all__ = [
     "first_layer_kernel",
@@ -229,19 +229,10 @@ class PreactivationFlow:
     G1: np.ndarray | None
 
 
-def _per_layer(value, depth: int, name: str) -> np.ndarray:
-    values = np.asarray(value, dtype=np.float64)
-    if values.ndim == 0:
-        values = np.full(depth, float(values))
-    if values.shape != (depth,):
-        raise ValueError(f"{name} must be a number or a sequence of length depth={depth}")
-    return values
-
-
 def _hyperparameters(C_b, C_W, depth) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(depth, bool) or not isinstance(depth, Integral) or depth < 1:
         raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
-    c_b, c_w = _per_layer(C_b, depth, "C_b"), _per_layer(C_W, depth, "C_W")
+    c_b, c_w = per_layer(C_b, depth, "C_b"), per_layer(C_W, depth, "C_W", positive=True)
     for b, w in zip(c_b, c_w, strict=True):
         _variances(b, w)
     return c_b, c_w

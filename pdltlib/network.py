@@ -24,25 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from pdltlib.activations import Activation, get_activation
+from pdltlib.validation import per_layer
 
 __all__ = ["MLPConfig", "mlp", "init_params", "forward", "check_inputs"]
-
-
-def _per_layer(value, depth: int, name: str, *, positive: bool) -> tuple[float, ...]:
-    values = (
-        np.broadcast_to(np.asarray(value, dtype=np.float64), (depth,))
-        if np.ndim(value) == 0
-        else np.asarray(value, dtype=np.float64)
-    )
-    if values.shape != (depth,):
-        raise ValueError(f"{name} must be a number or a sequence of length L={depth}")
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f"{name} must be finite, got {value}")
-    bad = values <= 0 if positive else values < 0
-    if np.any(bad):
-        allowed = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name} must be {allowed} in every layer, got {value}")
-    return tuple(float(v) for v in values)
 
 
 @dataclass(frozen=True)
@@ -92,10 +76,10 @@ def mlp(
     return MLPConfig(
         widths=tuple(int(w) for w in widths),
         activation=get_activation(activation),
-        C_b=_per_layer(C_b, depth, "C_b", positive=False),
-        C_W=_per_layer(C_W, depth, "C_W", positive=True),
-        lambda_b=_per_layer(lambda_b, depth, "lambda_b", positive=False),
-        lambda_W=_per_layer(lambda_W, depth, "lambda_W", positive=False),
+        C_b=tuple(per_layer(C_b, depth, "C_b").tolist()),
+        C_W=tuple(per_layer(C_W, depth, "C_W", positive=True).tolist()),
+        lambda_b=tuple(per_layer(lambda_b, depth, "lambda_b").tolist()),
+        lambda_W=tuple(per_layer(lambda_W, depth, "lambda_W").tolist()),
     )
 
 

@@ -49,6 +49,7 @@ from pdltlib.activations import Activation, get_activation
 from pdltlib.gaussian import activation_expectation
 from pdltlib.kernels import first_layer_kernel, kernel_flow
 from pdltlib.network import MLPConfig, check_inputs, forward, init_params
+from pdltlib.validation import per_layer
 
 __all__ = [
     "empirical_ntk",
@@ -290,17 +291,6 @@ class NTKFlow:
     Theta: np.ndarray
 
 
-def _per_layer(value, depth: int, name: str, *, positive: bool) -> np.ndarray:
-    values = np.asarray(value, dtype=np.float64)
-    if values.ndim == 0:
-        values = np.full(depth, float(values))
-    if values.shape != (depth,):
-        raise ValueError(f"{name} must be a number or a sequence of length depth={depth}")
-    if not np.all(np.isfinite(values)) or np.any(values <= 0 if positive else values < 0):
-        raise ValueError(f"{name} must be finite and {'> 0' if positive else '>= 0'}, got {value}")
-    return values
-
-
 def _derivative_moment(act: Activation, k: np.ndarray) -> np.ndarray:
     """<sigma'_a1 sigma'_a2>_K for every pair of inputs (book (9.11) off the diagonal)."""
     n = k.shape[0]
@@ -343,10 +333,10 @@ def ntk_flow(
         raise ValueError("activation: the perceptron's sigma' is a delta function; no NTK flow")
     if isinstance(depth, bool) or not isinstance(depth, Integral) or depth < 1:
         raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
-    c_b = _per_layer(C_b, depth, "C_b", positive=False)
-    c_w = _per_layer(C_W, depth, "C_W", positive=True)
-    l_b = _per_layer(lambda_b, depth, "lambda_b", positive=False)
-    l_w = _per_layer(lambda_W, depth, "lambda_W", positive=False)
+    c_b = per_layer(C_b, depth, "C_b")
+    c_w = per_layer(C_W, depth, "C_W", positive=True)
+    l_b = per_layer(lambda_b, depth, "lambda_b")
+    l_w = per_layer(lambda_W, depth, "lambda_W")
     inputs = np.asarray(x, dtype=np.float64)
     scalar = inputs.ndim == 1
     inputs = inputs[None, :] if scalar else inputs

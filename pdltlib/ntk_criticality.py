@@ -33,6 +33,7 @@ from pdltlib.activations import Activation, get_activation
 from pdltlib.criticality import K_STAR_ZERO, SCALE_INVARIANT, critical_point
 from pdltlib.gaussian import gaussian_expectation
 from pdltlib.stats import Estimate, jackknife, mean_estimate
+from pdltlib.validation import per_layer
 
 __all__ = [
     "LearningRates",
@@ -58,17 +59,6 @@ def _check_real(value, name: str, *, positive: bool = False) -> float:
     if value < 0 or (positive and value == 0):
         raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'}, got {value!r}")
     return float(value)
-
-
-def _per_layer(value, depth: int, name: str) -> np.ndarray:
-    values = np.asarray(value, dtype=np.float64)
-    if values.ndim == 0:
-        values = np.full(depth, float(values))
-    if values.shape != (depth,):
-        raise ValueError(f"{name} must be a number or a sequence of length depth={depth}")
-    if not np.all(np.isfinite(values)) or np.any(values < 0):
-        raise ValueError(f"{name} must be finite and >= 0, got {value}")
-    return values
 
 
 def _input_norm(x) -> float:
@@ -218,8 +208,8 @@ def single_input_ntk_flow(
     depth = _check_depth(depth)
     c_b = _check_real(C_b, "C_b")
     c_w = _check_real(C_W, "C_W", positive=True)
-    l_b = _per_layer(lambda_b, depth, "lambda_b")
-    l_w = _per_layer(lambda_W, depth, "lambda_W")
+    l_b = per_layer(lambda_b, depth, "lambda_b")
+    l_w = per_layer(lambda_W, depth, "lambda_W")
     norm = _input_norm(x)
     if c_b + c_w * norm <= 0:
         raise ValueError("x: the first-layer kernel C_b + C_W |x|^2/n_0 must be > 0")
@@ -274,8 +264,8 @@ def ntk_layer_contributions(
     depth = _check_depth(depth)
     c_b = _check_real(C_b, "C_b")
     c_w = _check_real(C_W, "C_W", positive=True)
-    l_b = _per_layer(lambda_b, depth, "lambda_b")
-    l_w = _per_layer(lambda_W, depth, "lambda_W")
+    l_b = per_layer(lambda_b, depth, "lambda_b")
+    l_w = per_layer(lambda_W, depth, "lambda_W")
     norm = _input_norm(x)
     expectation = _moment_functions(act)
     k = c_b + c_w * norm

@@ -34,6 +34,7 @@ __all__ = [
     "honest_check",
     "assert_checks",
     "AgreementTable",
+    "Table",
     "weighted_least_squares",
     "fit_power_law",
     "fit_inverse_width",
@@ -311,7 +312,32 @@ def honest_check(
     )
 
 
-class AgreementTable:
+class Table:
+    """A text/HTML table: subclasses set ``columns`` and implement ``rows()``."""
+
+    columns: tuple[str, ...] = ()
+
+    def rows(self) -> list[tuple[str, ...]]:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        rows = [self.columns, *self.rows()]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(self.columns))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{c}</th>" for c in self.columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in self.rows()
+        )
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+class AgreementTable(Table):
     """The table a chapter shows: quantity, theory, MC +- s, z-score, tolerance, power, verdict."""
 
     columns = ("quantity", "theory", "MC ± s", "z", "k·s+τ", "∞-width", "power", "verdict")
@@ -336,22 +362,6 @@ class AgreementTable:
                 )
             )
         return out
-
-    def __str__(self) -> str:
-        rows = [self.columns, *self.rows()]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(self.columns))]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        head = "".join(f"<th>{c}</th>" for c in self.columns)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in self.rows()
-        )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def assert_checks(checks: Sequence[Check]) -> AgreementTable:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["covariance", "SYMMETRY_TOLERANCE", "PSD_TOLERANCE"]
+__all__ = ["covariance", "per_layer", "SYMMETRY_TOLERANCE", "PSD_TOLERANCE"]
 
 SYMMETRY_TOLERANCE = 1e-12  # relative asymmetry accepted as rounding
 PSD_TOLERANCE = 1e-10  # eigenvalues above -this * max eigenvalue are rounding
@@ -39,3 +39,23 @@ def covariance(K, name: str = "K") -> tuple[np.ndarray, bool]:
             f"{eigenvalues[0]:.3e}, {name} = {kernel.tolist()}"
         )
     return kernel, False
+
+
+def per_layer(value, depth: int, name: str, *, positive: bool = False) -> np.ndarray:
+    """A per-layer hyperparameter as a (depth,) float64 array (a number is broadcast).
+
+    Raises ValueError naming ``name`` unless every entry is finite and >= 0 (> 0 with
+    ``positive``) and a sequence has length ``depth``.
+    """
+    values = np.asarray(value, dtype=np.float64)
+    if values.ndim == 0:
+        values = np.full(depth, float(values))
+    if values.shape != (depth,):
+        raise ValueError(f"{name} must be a number or a sequence of length L={depth}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if np.any(values <= 0 if positive else values < 0):
+        raise ValueError(
+            f"{name} must be {'> 0' if positive else '>= 0'} in every layer, got {value}"
+        )
+    return values
