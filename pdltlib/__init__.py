@@ -5,9 +5,10 @@ Modules, in the order of the book: ``gaussian`` (Gaussian expectations), ``wick`
 ``cumulants``, ``action`` (nearly-Gaussian distributions), ``activations``, ``network``
 (MLPs), ``sampling`` (ensembles), ``exact`` (exact finite-width results), ``kernels``
 (metrics, four-point vertices, the 1/n flow), ``criticality`` (critical points, universality
-classes), ``bayes`` (Bayesian inference), ``ntk`` (the neural tangent kernel), ``ntk_criticality``
-(NTK criticality, learning-rate equivalence), ``stats``
-(estimators and the honest check), ``plotting``; ``validation`` checks input.
+classes), ``bayes`` (Bayesian inference), ``ntk`` (the neural tangent kernel),
+``ntk_fluctuations`` (NTK-preactivation cross-correlations and NTK variance),
+``ntk_criticality`` (NTK criticality, learning-rate equivalence), ``stats`` (estimators and
+the honest check), ``plotting``; ``validation`` checks input.
 
 Importing pdltlib turns on JAX's float64 mode: theory values are computed in double precision.
 """
@@ -28,6 +29,7 @@ from pdltlib import (  # noqa: E402
     network,
     ntk,
     ntk_criticality,
+    ntk_fluctuations,
     plotting,
     sampling,
     stats,
@@ -68,6 +70,7 @@ __all__ = [
     "network",
     "ntk",
     "ntk_criticality",
+    "ntk_fluctuations",
     "plotting",
     "sampling",
     "stats",

@@ -1,0 +1,211 @@
+"""NTK fluctuations at order 1/n: the NTK-preactivation cross-correlations D, F and the NTK
+variance A, B (book section 8.3), layer by layer.
+
+Normalization (book eqs. 8.37/8.67 and 8.31/8.82). With the NTK split into its mean and
+fluctuation, H^(l)_{i1i2;a1a2} = delta_{i1i2} Theta^(l)_{a1a2} + dH^(l)_{i1i2;a1a2} (8.58),
+
+    E[z_{i1;a1} z_{i2;a2} dH_{i3i4;a3a4}] = (1/n_{l-1}) [ delta_{i1i2} delta_{i3i4} D_{a1a2a3a4}
+            + delta_{i1i3} delta_{i2i4} F_{a1a3a2a4} + delta_{i1i4} delta_{i2i3} F_{a1a4a2a3} ],
+    E[dH_{i1i2;a1a2} dH_{i3i4;a3a4}]     = (1/n_{l-1}) [ delta_{i1i2} delta_{i3i4} A_{(a1a2)(a3a4)}
+            + delta_{i1i3} delta_{i2i4} B_{a1a3a2a4} + delta_{i1i4} delta_{i2i3} B_{a1a4a2a3} ],
+
+all at layer l, and E[z dH] = 0 (8.35). Arrays are indexed exactly as the book's subscripts:
+``D[l-1, a1, a2, a3, a4]``, ``F[l-1, a1, a3, a2, a4]``, ``A[l-1, a1, a2, a3, a4]``,
+``B[l-1, a1, a3, a2, a4]``. All four vanish in the first layer (the NTK is deterministic, 8.23).
+
+Recursions (leading order in 1/n), with the auxiliary variable (8.74)
+Omega_{a1a2} = lambda_W sigma_a1 sigma_a2 + C_W Theta_{a1a2} sigma'_a1 sigma'_a2, Gaussian
+brackets <.> over K^(l), layer-(l+1) hyperparameters C_W, lambda_W and r = n_l / n_{l-1}:
+
+    D^(l+1) = C_W [<s s Omega> - <s s><Omega>] + r C_W/4 V.<dd(s s)>.<dd Omega>
+              + r C_W^2/2 <dd(s s)>.D <s' s'>                                          (8.77)
+    F^(l+1) = C_W^2 <s_a1 s_a2 s'_a3 s'_a4> Theta_a3a4 + r C_W^2 <d(s_a1 s'_a3)> <d(s_a2 s'_a4)>.F
+                                                                                        (8.79)
+    B^(l+1) = C_W^2 [<s'_a1 s'_a2 s'_a3 s'_a4> Theta_a1a2 Theta_a3a4
+              + r <s'_a1 s'_a3><s'_a2 s'_a4> B_{a1a3a2a4}]                              (8.89)
+    A^(l+1) = <Omega Omega> - <Omega><Omega> + r/4 V.<dd Omega>.<dd Omega>
+              + r C_W^2 <s's'>_{a1a2} <s's'>_{a3a4} A
+              + r C_W/2 [<dd Omega_a1a2>.D_{..a3a4} <s's'>_{a3a4} + (12) <-> (34)]      (8.97)
+
+Here <d_g1 d_g2 X> = sum_b G^{g1 b1} G^{g2 b2} <(z_b1 z_b2 - G_b1b2) X> and
+<d_g X> = sum_b G^{g b} <z_b X> are the Gaussian-integration-by-parts forms the book writes with
+the inverse metric; they are evaluated as <X He(w)> with w = K^{-1} z, exact for kinked
+activations such as ReLU. Gaussian integrals are done on a product quadrature rule over the
+whole (at most two-dimensional) input space, split at the activation's kinks.
+
+The book does not give the 1/n correction to the NTK mean in chapter 8 (its mean recursion
+(8.63) is leading order), so neither does this module; the mean is
+:func:`pdltlib.ntk.ntk_flow`'s Theta.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pdltlib.activations import Activation, get_activation
+from pdltlib.gaussian import normal_rule
+from pdltlib.kernels import _width_ratios, preactivation_flow
+from pdltlib.ntk import ntk_flow
+from pdltlib.validation import per_layer
+
+__all__ = ["NTKFluctuationFlow", "ntk_fluctuation_flow"]
+
+_MAX_INPUTS = 2
+_DEGENERATE_PAIR = 1e-10  # 1 - rho^2 below this: two inputs too close for the quadrature
+
+
+@dataclass(frozen=True)
+class NTKFluctuationFlow:
+    """K^(l), Theta^(l), V^(l), D^(l), F^(l), A^(l), B^(l) for l = 1..depth (index l - 1).
+
+    Shapes (depth,) for a single input given as a vector; otherwise (depth, N_D, N_D) for K and
+    Theta and (depth, N_D, N_D, N_D, N_D) for V, D, F, A, B, indexed as in the module docstring
+    (book's subscript order: V[a1,a2,a3,a4] = V_(a1a2)(a3a4), F[a1,a3,a2,a4] = F_{a1a3a2a4}, ...).
+    """
+
+    K: np.ndarray
+    Theta: np.ndarray
+    V: np.ndarray
+    D: np.ndarray
+    F: np.ndarray
+    A: np.ndarray
+    B: np.ndarray
+
+
+def _quadrature(act: Activation, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes z (P, d) and weights (P,) with sum_p w_p f(z_p) ~ <f(z)>_K, d = 1 or 2.
+
+    z = L u with L the Cholesky factor of K; u_1 by :func:`pdltlib.gaussian.normal_rule` split
+    where z_1 or z_2 (at u_2 = 0) cross a kink, and u_2 for every u_1 node split where z_2 does.
+    """
+    d = k.shape[0]
+    lo = np.linalg.cholesky(k)
+    kinks = np.asarray(act.kinks, dtype=float)
+    width = 1.0 / max(1.0, float(np.max(np.abs(lo[:, 0]))))
+    breaks = [kinks / lo[i, 0] for i in range(d) if lo[i, 0] != 0]
+    u1, w1 = normal_rule(np.concatenate(breaks), panel_width=width)
+    if d == 1:
+        return lo[0, 0] * u1[:, None], w1
+    zs, ws = [], []
+    width2 = 1.0 / max(1.0, lo[1, 1])
+    for u, w in zip(u1, w1, strict=True):
+        u2, w2 = normal_rule((kinks - lo[1, 0] * u) / lo[1, 1], panel_width=width2)
+        zs.append(np.stack([np.full_like(u2, lo[0, 0] * u), lo[1, 0] * u + lo[1, 1] * u2], 1))
+        ws.append(w * w2)
+    return np.concatenate(zs), np.concatenate(ws)
+
+
+def _layer_step(act, k, theta, v, d, f, a, b, c_w, l_w, r):
+    """One step l -> l+1 of the recursions (8.77), (8.79), (8.89), (8.97) (module docstring)."""
+    z, w = _quadrature(act, k)
+    s = np.asarray(act.fn(jnp.asarray(z)))
+    p = np.asarray(jax.vmap(jax.vmap(jax.grad(act.fn)))(jnp.asarray(z)))
+    inv = np.linalg.inv(k)
+    white = z @ inv  # w = K^{-1} z
+    h1 = white  # <d_g X> = <X w_g>
+    h2 = white[:, :, None] * white[:, None, :] - inv  # <d_g1 d_g2 X> = <X He_g1g2(w)>
+    ss = s[:, :, None] * s[:, None, :]
+    pp = p[:, :, None] * p[:, None, :]
+    omega = l_w * ss + c_w * theta * pp
+
+    def mean(spec: str, *arrays):
+        return np.einsum(f"p,{spec}", w, *arrays)
+
+    e_ss, e_pp, e_om = mean("pab->ab", ss), mean("pab->ab", pp), mean("pab->ab", omega)
+    dd_ss, dd_om = mean("pab,pgh->abgh", ss, h2), mean("pab,pgh->abgh", omega, h2)
+    d_sp = mean("pa,pc,pg->acg", s, p, h1)  # <d_g (s_a s'_c)>
+
+    d_next = c_w * (mean("pab,pcd->abcd", ss, omega) - np.einsum("ab,cd->abcd", e_ss, e_om))
+    d_next += r * c_w / 4 * np.einsum("ghkl,abgh,cdkl->abcd", v, dd_ss, dd_om)
+    d_next += r * c_w**2 / 2 * np.einsum("abgh,ghcd,cd->abcd", dd_ss, d, e_pp)
+
+    f_next = c_w**2 * mean("pa,pb,pc,pd->acbd", s, s, p, p) * theta[None, :, None, :]
+    f_next += r * c_w**2 * np.einsum("acg,bdh,gchd->acbd", d_sp, d_sp, f)
+
+    b_next = c_w**2 * mean("pa,pb,pc,pd->acbd", p, p, p, p) * np.einsum("ab,cd->acbd", theta, theta)
+    b_next += r * c_w**2 * np.einsum("ac,bd,acbd->acbd", e_pp, e_pp, b)
+
+    a_next = mean("pab,pcd->abcd", omega, omega) - np.einsum("ab,cd->abcd", e_om, e_om)
+    a_next += r / 4 * np.einsum("ghkl,abgh,cdkl->abcd", v, dd_om, dd_om)
+    a_next += r * c_w**2 * np.einsum("ab,cd,abcd->abcd", e_pp, e_pp, a)
+    cross = np.einsum("abgh,ghcd,cd->abcd", dd_om, d, e_pp)
+    a_next += r * c_w / 2 * (cross + cross.transpose(2, 3, 0, 1))
+    return d_next, f_next, a_next, b_next
+
+
+def ntk_fluctuation_flow(
+    activation: str | Activation,
+    C_b: float | Sequence[float],
+    C_W: float | Sequence[float],
+    lambda_b: float | Sequence[float],
+    lambda_W: float | Sequence[float],
+    x,
+    depth: int,
+    widths: Sequence[int] | None = None,
+) -> NTKFluctuationFlow:
+    """The order-1/n NTK statistics D, F, A, B of section 8.3, with K, Theta and V, l = 1..depth.
+
+    D^(1) = F^(1) = A^(1) = B^(1) = 0 (deterministic first-layer NTK, 8.23); the second layer
+    reproduces (8.32)-(8.33), (8.38)-(8.39) exactly; deeper layers follow (8.77), (8.79),
+    (8.89), (8.97) (see the module docstring for the normalization and the formulas). K and V
+    come from :func:`pdltlib.kernels.preactivation_flow`, Theta from :func:`pdltlib.ntk.ntk_flow`.
+
+    Args:
+        activation: anything :func:`pdltlib.activations.get_activation` accepts (not the
+            perceptron: its sigma' is a delta function).
+        C_b, C_W, lambda_b, lambda_W: numbers, or per-layer sequences of length ``depth``
+            (entry l - 1 holds layer l's values, as in :class:`pdltlib.network.MLPConfig`).
+        x: inputs of shape (N_D, n_0) with N_D <= 2, or one input of shape (n_0,) (scalar
+            outputs per layer). Theta^(1) (8.23) needs the inputs, not only K^(1).
+        depth: the number of layers L >= 1.
+        widths: (n_1, ..., n_{depth-1}) for unequal hidden widths, or None for equal ones; only
+            the ratios n_l / n_{l-1} enter.
+
+    Returns:
+        :class:`NTKFluctuationFlow`.
+
+    Raises:
+        ValueError: naming the bad argument (activation, x, depth, widths, hyperparameters), or
+            for two (nearly) identical inputs.
+    """
+    act = get_activation(activation)
+    if act.name == "perceptron":
+        raise ValueError("activation: the perceptron's sigma' is a delta function; no NTK flow")
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim not in (1, 2) or arr.shape[-1] < 1 or not np.all(np.isfinite(arr)):
+        raise ValueError(f"x must be finite with shape (N_D, n_0) or (n_0,), got {arr.shape}")
+    scalar = arr.ndim == 1
+    inputs = arr[None, :] if scalar else arr
+    if inputs.shape[0] > _MAX_INPUTS:
+        raise ValueError(f"x: at most {_MAX_INPUTS} inputs are supported, got {inputs.shape[0]}")
+    flow = ntk_flow(act, C_b, C_W, lambda_b, lambda_W, inputs, depth)
+    c_w = per_layer(C_W, depth, "C_W", positive=True)
+    l_w = per_layer(lambda_W, depth, "lambda_W")
+    ratios = _width_ratios(widths, depth)
+    ks, thetas = flow.K, flow.Theta
+    for k in ks:
+        if inputs.shape[0] == 2 and np.linalg.det(k) / (k[0, 0] * k[1, 1]) < _DEGENERATE_PAIR:
+            raise ValueError("x: the two inputs are (nearly) identical; merge them into one")
+    vs = preactivation_flow(act, C_b, C_W, ks[0], depth, widths, nlo=False).V
+    n = inputs.shape[0]
+    zero = np.zeros((n,) * 4)
+    out = {name: [zero] for name in "DFAB"}
+    for step in range(depth - 1):
+        args = [out[name][-1] for name in "DFAB"]
+        nxt = _layer_step(
+            act, ks[step], thetas[step], vs[step], *args, c_w[step + 1], l_w[step + 1],
+            ratios[step],
+        )  # fmt: skip
+        for name, value in zip("DFAB", nxt, strict=True):
+            out[name].append(value)
+    result = {name: np.stack(values) for name, values in out.items()}
+    K, Theta, V = ks, thetas, vs
+    if scalar:
+        K, Theta, V = K[:, 0, 0], Theta[:, 0, 0], V[:, 0, 0, 0, 0]
+        result = {name: value[:, 0, 0, 0, 0] for name, value in result.items()}
+    return NTKFluctuationFlow(K=K, Theta=Theta, V=V, **result)
