@@ -25,13 +25,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from numbers import Integral, Real
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from pdltlib.activations import Activation, get_activation
 from pdltlib.criticality import K_STAR_ZERO, SCALE_INVARIANT, critical_point
-from pdltlib.gaussian import gaussian_expectation
+from pdltlib.kernels import chi_perp, kernel_flow
+from pdltlib.ntk_fluctuations import ntk_fluctuation_flow
 from pdltlib.stats import Estimate, jackknife, mean_estimate
 from pdltlib.validation import per_layer
 
@@ -128,37 +127,6 @@ def critical_learning_rates(
     )
 
 
-def _moment_functions(act: Activation):
-    """Jitted z -> (sigma, sigma') and the Gaussian expectations the recursions need."""
-
-    @jax.jit
-    def values(z):
-        s, ds = jax.jvp(act.fn, (z,), (jnp.ones_like(z),))
-        return s, ds
-
-    def expectation(k: float, build) -> float:
-        def integrand(z):
-            s, ds = values(jnp.asarray(z))
-            return np.asarray(build(np.asarray(s), np.asarray(ds), np.asarray(z)))
-
-        return gaussian_expectation(integrand, k, kinks=act.kinks)
-
-    return expectation
-
-
-def _layer_integrals(expectation, k: float, c_w: float) -> dict[str, float]:
-    """g (9.8), h (9.9), chi_par (9.10), chi_perp (9.11) and the three four-fold moments."""
-    return {
-        "g": expectation(k, lambda s, ds, z: s * s),
-        "chi_par": c_w * expectation(k, lambda s, ds, z: s * s * (z * z - k)) / (2 * k * k),
-        "chi_perp": c_w * expectation(k, lambda s, ds, z: ds * ds),
-        "h": c_w * expectation(k, lambda s, ds, z: ds * ds * (z * z - k)) / (4 * k * k),
-        "s4": expectation(k, lambda s, ds, z: s**4),
-        "s2ds2": expectation(k, lambda s, ds, z: s * s * ds * ds),
-        "ds4": expectation(k, lambda s, ds, z: ds**4),
-    }
-
-
 @dataclass(frozen=True)
 class SingleInputNTKFlow:
     """Leading-order single-input statistics at layers l = 1..L (index l - 1).
@@ -186,13 +154,14 @@ def single_input_ntk_flow(
     x,
     depth: int,
 ) -> SingleInputNTKFlow:
-    """Iterate the leading-order single-input recursions of section 9.1.
+    """The leading-order single-input statistics of section 9.1, with chi_perp(K^(l)).
 
     K^(l+1) = C_b + C_W g (5.1); V (9.19); Theta (9.6); D (9.13); F (9.14); B (9.15); A (9.16),
     with uniform C_b, C_W (9.1) and uniform widths (9.2), from the first layer
     K^(1) = C_b + C_W |x|^2/n_0, Theta^(1) = lambda_b^(1) + lambda_W^(1) |x|^2/n_0 (9.7),
-    V^(1) = A^(1) = B^(1) = D^(1) = F^(1) = 0 (9.17). Gaussian integrals by
-    :func:`pdltlib.gaussian.gaussian_expectation` (kinks split exactly).
+    V^(1) = A^(1) = B^(1) = D^(1) = F^(1) = 0 (9.17). Computed by
+    :func:`pdltlib.ntk_fluctuations.ntk_fluctuation_flow`, chapter 8's recursions, which reduce
+    to these for one input (checked against an independent iteration of (9.13)-(9.16) to 1e-13).
 
     Args:
         activation: anything :func:`pdltlib.activations.get_activation` accepts, except the
@@ -213,34 +182,10 @@ def single_input_ntk_flow(
     norm = _input_norm(x)
     if c_b + c_w * norm <= 0:
         raise ValueError("x: the first-layer kernel C_b + C_W |x|^2/n_0 must be > 0")
-    expectation = _moment_functions(act)
-    k, v, theta = c_b + c_w * norm, 0.0, l_b[0] + l_w[0] * norm
-    d = f = b = a = 0.0
-    rows = []
-    for layer in range(depth):
-        i = _layer_integrals(expectation, k, c_w)
-        rows.append((k, v, theta, d, f, b, a, i["chi_perp"]))
-        if layer == depth - 1:
-            break
-        lb, lw = l_b[layer + 1], l_w[layer + 1]
-        chi_par, chi_perp, h, g = i["chi_par"], i["chi_perp"], i["h"], i["g"]
-        v_source = c_w**2 * (i["s4"] - g * g) + chi_par**2 * v  # = V^(l+1), (9.19)
-        cross = c_w**2 * i["s2ds2"] - c_w * g * chi_perp + 2 * h * chi_par * v
-        d_next = chi_perp * chi_par * d + (lw / c_w) * v_source + theta * cross  # (9.13)
-        f_next = chi_par**2 * f + c_w**2 * i["s2ds2"] * theta  # (9.14)
-        b_next = chi_perp**2 * b + c_w**2 * i["ds4"] * theta**2  # (9.15)
-        a_next = (  # (9.16)
-            chi_perp**2 * a
-            + (lw / c_w) ** 2 * v_source
-            + 2 * (lw / c_w) * theta * cross
-            + 2 * (lw / c_w) * chi_perp * chi_par * d
-            + 4 * h * chi_perp * theta * d
-            + theta**2 * (c_w**2 * i["ds4"] - chi_perp**2 + (2 * h) ** 2 * v)
-        )
-        theta = lb + lw * g + chi_perp * theta  # (9.6)
-        k, v, d, f, b, a = c_b + c_w * g, v_source, d_next, f_next, b_next, a_next
-    cols = np.array(rows).T
-    return SingleInputNTKFlow(*cols)
+    flow = ntk_fluctuation_flow(act, c_b, c_w, l_b, l_w, np.asarray(x, dtype=np.float64), depth)
+    return SingleInputNTKFlow(
+        flow.K, flow.V, flow.Theta, flow.D, flow.F, flow.B, flow.A, chi_perp(act, flow.K, c_w)
+    )
 
 
 def ntk_layer_contributions(
@@ -267,13 +212,9 @@ def ntk_layer_contributions(
     l_b = per_layer(lambda_b, depth, "lambda_b")
     l_w = per_layer(lambda_W, depth, "lambda_W")
     norm = _input_norm(x)
-    expectation = _moment_functions(act)
-    k = c_b + c_w * norm
-    gs, chis = [norm], []
-    for _ in range(depth - 1):
-        gs.append(expectation(k, lambda s, ds, z: s * s))
-        chis.append(c_w * expectation(k, lambda s, ds, z: ds * ds))
-        k = c_b + c_w * gs[-1]
+    k = kernel_flow(act, c_b, c_w, c_b + c_w * norm, depth)
+    gs = np.concatenate([[norm], (k[1:] - c_b) / c_w])  # g^(l) = <sigma^2>_K(l), (9.8)
+    chis = chi_perp(act, k[:-1], c_w)
     chain = np.append(np.cumprod(np.array(chis)[::-1])[::-1], 1.0)
     return l_b * chain, l_w * np.array(gs) * chain
 
