@@ -43,12 +43,12 @@ from numbers import Integral
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from pdltlib.activations import Activation, get_activation
 from pdltlib.gaussian import activation_expectation
 from pdltlib.kernels import first_layer_kernel, kernel_flow
 from pdltlib.network import MLPConfig, check_inputs, forward, init_params
+from pdltlib.progress import progress_bar
 from pdltlib.validation import per_layer
 
 __all__ = [
@@ -265,7 +265,7 @@ def sample_ntk(
     n_chunks = -(-n_networks // chunk_size)
     z_parts: dict[int, list] = {layer: [] for layer in keep}
     h_parts: dict[int, list] = {layer: [] for layer in keep}
-    for c in tqdm(range(n_chunks), desc="sampling NTKs", disable=not progress, delay=3.0):
+    for c in progress_bar(range(n_chunks), "sampling NTKs", progress):
         chunk_keys = keys[c * chunk_size : (c + 1) * chunk_size]
         if chunk_keys.shape[0] < chunk_size:  # pad the last chunk: one compiled shape
             pad = jnp.repeat(chunk_keys[:1], chunk_size - chunk_keys.shape[0], axis=0)

@@ -24,9 +24,9 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from pdltlib.network import MLPConfig, check_inputs, forward, init_params
+from pdltlib.progress import progress_bar
 
 __all__ = ["sample_preactivations", "psd_sqrt", "METHODS"]
 
@@ -178,8 +178,7 @@ def sample_preactivations(
     c_b, c_w = jnp.asarray(config.C_b, dtype), jnp.asarray(config.C_W, dtype)
     n_chunks = -(-n_networks // chunk_size)
     out = {layer: [] for layer in keep}
-    bar = tqdm(range(n_chunks), desc=f"sampling ({method})", disable=not progress, delay=3.0)
-    for c in bar:
+    for c in progress_bar(range(n_chunks), f"sampling ({method})", progress):
         chunk_keys = keys[c * chunk_size : (c + 1) * chunk_size]
         if chunk_keys.shape[0] < chunk_size:  # pad the last chunk: one compiled shape
             pad = jnp.repeat(chunk_keys[:1], chunk_size - chunk_keys.shape[0], axis=0)

@@ -38,6 +38,8 @@ __all__ = [
     "weighted_least_squares",
     "fit_power_law",
     "fit_inverse_width",
+    "ResidualSlope",
+    "residual_slope",
 ]
 
 
@@ -225,8 +227,9 @@ class Check:
     """One honest check: is the Monte Carlo estimate ``mc`` consistent with ``theory``?
 
     Passes when |M - T| <= k s + truncation. A finite-width claim (``infinite_width`` given) is
-    *resolvable* only when |T - T_inf| >= power_sigmas * s: otherwise the check could not tell
-    the finite-width theory from the infinite-width one and is a defect.
+    *resolvable* only when |T - T_inf| >= power_sigmas * s + truncation: otherwise the check
+    could not tell the finite-width theory from the infinite-width one (the truncation alone
+    could cover the difference) and is a defect.
     """
 
     name: str
@@ -257,11 +260,16 @@ class Check:
 
     @property
     def power(self) -> float | None:
-        """|T - T_inf| / s, or None when no infinite-width alternative is given."""
+        """(|T - T_inf| - truncation) / s, or None when no infinite-width alternative is given.
+
+        The distance to the infinite-width answer that the truncation does not already cover,
+        in standard errors (0 when the truncation covers all of it).
+        """
         if self.infinite_width is None:
             return None
+        margin = max(abs(self.theory - self.infinite_width) - self.truncation, 0.0)
         s = float(self.mc.stderr)
-        return abs(self.theory - self.infinite_width) / s if s > 0 else np.inf
+        return margin / s if s > 0 else (np.inf if margin > 0 else 0.0)
 
     @property
     def resolvable(self) -> bool:
@@ -428,3 +436,44 @@ def fit_inverse_width(widths, y, yerr, powers: Sequence[int] = (0, 1)) -> dict[i
         raise ValueError("widths must be > 0")
     coef, _ = weighted_least_squares(np.stack([n ** (-p) for p in powers], axis=1), y, yerr)
     return {p: coef[i] for i, p in enumerate(powers)}
+
+
+@dataclass(frozen=True)
+class ResidualSlope:
+    """Result of :func:`residual_slope`: |r| = amplitude n^slope, with the slope's truncation."""
+
+    slope: Estimate
+    amplitude: Estimate
+    truncation: float
+    coefficients: dict[int, Estimate]
+
+
+def residual_slope(widths, residual, error, order: int = 2) -> ResidualSlope:
+    """The width scaling of what a truncated 1/n theory leaves out.
+
+    If a theory is right through order ``order - 1`` in 1/n, the residual r(n) = MC - theory
+    is c_o / n^o + c_{o+1} / n^{o+1} + ..., so on a log-log plot |r| has slope -o. This fits
+    |r| = A n^p (:func:`fit_power_law`) and states the slope's truncation: from a fit of r to
+    c_o n^-o + c_{o+1} n^-(o+1), the truncation is how far the same log-log fit of that fitted
+    two-term curve (same widths, same relative weights) lands from -o: the tilt the next order
+    gives the measured slope (about |c_{o+1} / (c_o n + c_{o+1})| at a single width n). A
+    theory wrong at order o - 1 would leave slope -(o - 1), the alternative an honest check of
+    the slope should reject.
+    """
+    n = np.asarray(widths, dtype=np.float64)
+    r = np.asarray(residual, dtype=np.float64)
+    if order < 1:
+        raise ValueError(f"order must be >= 1, got {order}")
+    if n.shape != r.shape or n.size < 3:
+        raise ValueError(
+            f"widths and residual need the same shape and >= 3 widths, got {n.shape}, {r.shape}"
+        )
+    if not (np.all(r > 0) or np.all(r < 0)):
+        raise ValueError(f"residual must have one sign at every width to fit a power law, got {r}")
+    slope, amplitude = fit_power_law(n, np.abs(r), error)
+    fit = fit_inverse_width(n, r, error, powers=(order, order + 1))
+    model = float(fit[order].value) * n**-order + float(fit[order + 1].value) * n ** -(order + 1)
+    if not (np.all(model > 0) or np.all(model < 0)):
+        raise ValueError(f"the next order changes the residual's sign within the widths {n}")
+    model_slope, _ = fit_power_law(n, np.abs(model), np.asarray(error) * np.abs(model / r))
+    return ResidualSlope(slope, amplitude, abs(float(model_slope.value) + order), fit)

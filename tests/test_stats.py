@@ -63,6 +63,11 @@ def test_honest_check_logic_and_table():
     assert not bad.passed
     with_tau = stats.honest_check("K", est, 0.9, truncation=0.1)
     assert with_tau.passed
+    # the truncation eats into the power: 0.1 away from infinite width, 0.07 of it truncation
+    covered = stats.honest_check("K", est, 1.0, truncation=0.07, infinite_width=0.9)
+    assert covered.passed and not covered.resolvable and abs(covered.power - 3.0) < 1e-9
+    swamped = stats.honest_check("K", est, 1.0, truncation=0.2, infinite_width=0.9)
+    assert swamped.power == 0.0 and not swamped.ok
     table = stats.assert_checks([good, with_tau])
     assert "K" in str(table) and "<table>" in table._repr_html_()
     with pytest.raises(AssertionError, match="no power"):
@@ -81,6 +86,18 @@ def test_fits_recover_exact_coefficients():
     assert slope.stderr > 0
 
 
+def test_residual_slope_states_next_order_tilt():
+    n = np.array([8.0, 16.0, 32.0, 64.0])
+    r = 4.0 / n**2 + 6.0 / n**3  # what a theory exact through 1/n leaves, with a 1/n^3 term
+    fit = stats.residual_slope(n, -r, 1e-4 * r)
+    np.testing.assert_allclose([fit.coefficients[2].value, fit.coefficients[3].value], [-4.0, -6.0])
+    # noise-free data: the stated truncation is exactly the tilt of the fitted slope
+    assert abs(abs(fit.slope.value + 2.0) - fit.truncation) < 1e-9
+    local = 6.0 / (4.0 * n + 6.0)  # |d log r / d log n + 2| at each width
+    assert local.min() < fit.truncation < local.max()
+    assert abs(float(fit.amplitude.value) * 8.0 ** float(fit.slope.value) - r[0]) < 0.05 * r[0]
+
+
 @pytest.mark.parametrize(
     "call, match",
     [
@@ -93,6 +110,9 @@ def test_fits_recover_exact_coefficients():
         (lambda: stats.honest_check("q", stats.Estimate(1.0, 0.1, 3), 1.0, k=0), "k must"),
         (lambda: stats.fit_power_law([1.0, 2.0], [1.0, -1.0], [0.1, 0.1]), "y > 0"),
         (lambda: stats.fit_inverse_width([1.0, 2.0], [1.0, 1.0], [0.0, 0.1]), "yerr"),
+        (lambda: stats.residual_slope([8, 16, 32], [1.0, -1.0, 1.0], [0.1] * 3), "one sign"),
+        (lambda: stats.residual_slope([8, 16], [1.0, 1.0], [0.1] * 2), ">= 3 widths"),
+        (lambda: stats.residual_slope([8, 16, 32], [1.0] * 3, [0.1] * 3, order=0), "order"),
     ],
 )
 def test_bad_input(call, match):

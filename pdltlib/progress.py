@@ -1,0 +1,26 @@
+"""Progress bars for long ensemble and training runs: one look for the whole library.
+
+Bars use ``tqdm.auto`` (widgets in Jupyter/Colab when ipywidgets is installed, text otherwise)
+and appear only for runs longer than three seconds, so quick calls and executed book pages stay
+clean. Not in the book: a utility.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+with warnings.catch_warnings():
+    # without ipywidgets tqdm.auto warns once and falls back to text bars, which is what we want
+    warnings.simplefilter("ignore")
+    from tqdm.auto import tqdm
+
+__all__ = ["progress_bar"]
+
+T = TypeVar("T")
+
+
+def progress_bar(iterable: Iterable[T], desc: str, enabled: bool = True) -> Iterator[T]:
+    """Iterate over ``iterable`` with a progress bar labelled ``desc`` (shown after 3 s)."""
+    return iter(tqdm(iterable, desc=desc, disable=not enabled, delay=3.0))
