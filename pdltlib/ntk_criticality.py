@@ -132,7 +132,9 @@ class SingleInputNTKFlow:
     """Leading-order single-input statistics at layers l = 1..L (index l - 1).
 
     K: kernel; V: four-point vertex; Theta: frozen NTK; D, F: NTK-preactivation cross
-    correlations (8.67); A, B: NTK variance (8.82); chi_perp: chi_perp(K^(l)).
+    correlations (8.67); A, B: NTK variance (8.82); chi_perp: chi_perp(K^(l)); H1: the NTK
+    mean's 1/n correction, E[H] = Theta + H1/n + O(1/n^2) (9.3; not computed in the book,
+    derived in :mod:`pdltlib.ntk_fluctuations`).
     """
 
     K: np.ndarray
@@ -143,6 +145,7 @@ class SingleInputNTKFlow:
     B: np.ndarray
     A: np.ndarray
     chi_perp: np.ndarray
+    H1: np.ndarray
 
 
 def single_input_ntk_flow(
@@ -184,7 +187,15 @@ def single_input_ntk_flow(
         raise ValueError("x: the first-layer kernel C_b + C_W |x|^2/n_0 must be > 0")
     flow = ntk_fluctuation_flow(act, c_b, c_w, l_b, l_w, np.asarray(x, dtype=np.float64), depth)
     return SingleInputNTKFlow(
-        flow.K, flow.V, flow.Theta, flow.D, flow.F, flow.B, flow.A, chi_perp(act, flow.K, c_w)
+        flow.K,
+        flow.V,
+        flow.Theta,
+        flow.D,
+        flow.F,
+        flow.B,
+        flow.A,
+        chi_perp(act, flow.K, c_w),
+        flow.H1,
     )
 
 

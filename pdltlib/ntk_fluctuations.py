@@ -1,5 +1,5 @@
-"""NTK fluctuations at order 1/n: the NTK-preactivation cross-correlations D, F and the NTK
-variance A, B (book section 8.3), layer by layer.
+"""NTK statistics at order 1/n: the NTK-preactivation cross-correlations D, F, the NTK
+variance A, B (book section 8.3) and the NTK mean's correction H^{1} (9.3), layer by layer.
 
 Normalization (book eqs. 8.37/8.67 and 8.31/8.82). With the NTK split into its mean and
 fluctuation, H^(l)_{i1i2;a1a2} = delta_{i1i2} Theta^(l)_{a1a2} + dH^(l)_{i1i2;a1a2} (8.58),
@@ -33,9 +33,26 @@ the inverse metric; they are evaluated as <X He(w)> with w = K^{-1} z, exact for
 activations such as ReLU. Gaussian integrals are done on a product quadrature rule over the
 whole (at most two-dimensional) input space, split at the activation's kinks.
 
-The book does not give the 1/n correction to the NTK mean in chapter 8 (its mean recursion
-(8.63) is leading order), so neither does this module; the mean is
-:func:`pdltlib.ntk.ntk_flow`'s Theta.
+The NTK mean at order 1/n. The book stops its mean recursion (8.63) at leading order, writes
+the expansion H = Theta + H^{1}/n_{l-1} + ... (9.3), and does not compute H^{1} (footnote 7 of
+section infinity.3 expects it to behave like the NLO metric). This module derives it from the
+exact mean recursion (8.59),
+E[H^(l+1)] = lambda_b + lambda_W E[s s] + C_W E[s' s' H_jj], by expanding each expectation
+to order 1/n with the statistics already at hand:
+
+    H^{1}(l+1) = (lambda_W / C_W) G^{1}(l+1)
+                 + r C_W [ E1<s'_a1 s'_a2> Theta_a1a2 + <s' s'>_a1a2 H^{1}(l)_a1a2
+                 + (1/2) <d_g1 d_g2 (s'_a1 s'_a2)> (D_{g1 g2 a1 a2} + F_{g1 a1 g2 a2}
+                 + F_{g1 a2 g2 a1}) ],
+
+with H^{1}(1) = H^{1}(2) = 0. The first term is exact: E[s s] = (E[z z]^(l+1) - C_b) / C_W with
+E[z z]^(l+1) = K + G^{1}/n_l (4.104). E1 is the order-1/n part of a single neuron's
+expectation, E[O] = <O>_K + (1/n_{l-1}) [ (1/2) G^{1}.<dd O> + (1/8) V.<dddd O> ] (its
+second and fourth cumulants, (4.104)-(4.105)); the last term is the cross-correlation
+E[O(z_j) dH_jj] = (1/2) sum E[z_j z_j dH_jj] <dd O> (Gaussian integration by parts against the
+leading-order joint statistics (8.67)). A unit test checks E1 against the NLO metric recursion
+(4.115) and chapter 9 checks H^{1} against sampled networks; for ReLU with C_b = 0 and one input
+it vanishes (the mean is exact at any width, as chapter 9 shows by a sign-flip symmetry).
 """
 
 from __future__ import annotations
@@ -53,7 +70,7 @@ from pdltlib.kernels import _width_ratios, preactivation_flow
 from pdltlib.ntk import ntk_flow
 from pdltlib.validation import per_layer
 
-__all__ = ["NTKFluctuationFlow", "ntk_fluctuation_flow"]
+__all__ = ["NTKFluctuationFlow", "ntk_fluctuation_flow", "single_neuron_nlo"]
 
 _MAX_INPUTS = 2
 _DEGENERATE_PAIR = 1e-10  # 1 - rho^2 below this: two inputs too close for the quadrature
@@ -61,11 +78,13 @@ _DEGENERATE_PAIR = 1e-10  # 1 - rho^2 below this: two inputs too close for the q
 
 @dataclass(frozen=True)
 class NTKFluctuationFlow:
-    """K^(l), Theta^(l), V^(l), D^(l), F^(l), A^(l), B^(l) for l = 1..depth (index l - 1).
+    """K, Theta, V, D, F, A, B and H^{1} at layers l = 1..depth (index l - 1).
 
-    Shapes (depth,) for a single input given as a vector; otherwise (depth, N_D, N_D) for K and
-    Theta and (depth, N_D, N_D, N_D, N_D) for V, D, F, A, B, indexed as in the module docstring
-    (book's subscript order: V[a1,a2,a3,a4] = V_(a1a2)(a3a4), F[a1,a3,a2,a4] = F_{a1a3a2a4}, ...).
+    ``H1`` is the NTK mean's 1/n correction, E[H^(l)] = Theta^(l) + H1^(l)/n_{l-1} + O(1/n^2)
+    (9.3; derived in the module docstring). Shapes (depth,) for a single input given as a
+    vector; otherwise (depth, N_D, N_D) for K, Theta and H1 and (depth, N_D, N_D, N_D, N_D) for
+    V, D, F, A, B, indexed as in the module docstring (the book's subscript order:
+    V[a1,a2,a3,a4] = V_(a1a2)(a3a4), F[a1,a3,a2,a4] = F_{a1a3a2a4}, ...).
     """
 
     K: np.ndarray
@@ -75,6 +94,7 @@ class NTKFluctuationFlow:
     F: np.ndarray
     A: np.ndarray
     B: np.ndarray
+    H1: np.ndarray
 
 
 def _quadrature(act: Activation, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -100,8 +120,40 @@ def _quadrature(act: Activation, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return np.concatenate(zs), np.concatenate(ws)
 
 
-def _layer_step(act, k, theta, v, d, f, a, b, c_w, l_w, r):
-    """One step l -> l+1 of the recursions (8.77), (8.79), (8.89), (8.97) (module docstring)."""
+def _hermite4(white: np.ndarray, inv: np.ndarray) -> np.ndarray:
+    """He_{abcd}(w) per node, so that <d_a d_b d_c d_d X> = <X He_abcd(w)>, w = K^{-1} z."""
+    w = white
+    out = np.einsum("pa,pb,pc,pd->pabcd", w, w, w, w)
+    for spec in ("ab,pc,pd", "ac,pb,pd", "ad,pb,pc", "bc,pa,pd", "bd,pa,pc", "cd,pa,pb"):
+        out -= np.einsum(f"{spec}->pabcd", inv, w, w)
+    for spec in ("ab,cd", "ac,bd", "ad,bc"):
+        out += np.einsum(f"{spec}->abcd", inv, inv)[None]
+    return out
+
+
+def single_neuron_nlo(values: np.ndarray, z: np.ndarray, w: np.ndarray, k, G1, V) -> np.ndarray:
+    """The order-1/n part E1 of a single neuron's expectation at a layer with statistics K, G1, V.
+
+    E[O(z_j)] = <O>_K + (1/n_{l-1}) E1 + O(1/n^2) with
+    E1 = (1/2) sum G1_{g1g2} <d_g1 d_g2 O> + (1/8) sum V_{(g1g2)(g3g4)} <d_g1 d_g2 d_g3 d_g4 O>,
+    the shift of the second cumulant (4.104) and the fourth cumulant (4.105) of one neuron,
+    derivatives by Gaussian integration by parts (exact for kinked activations).
+
+    Args:
+        values: O at the quadrature nodes, shape (P, ...) (trailing axes are kept).
+        z, w: quadrature nodes (P, N_D) and weights (P,) for <.>_K.
+        k, G1, V: K (N_D, N_D), G^{1} (N_D, N_D) and V (N_D,)*4 at that layer.
+    """
+    inv = np.linalg.inv(k)
+    white = z @ inv
+    h2 = white[:, :, None] * white[:, None, :] - inv
+    second = np.einsum("p,p...,pgh,gh->...", w, values, h2, G1)
+    fourth = np.einsum("p,p...,pghkl,ghkl->...", w, values, _hermite4(white, inv), V)
+    return second / 2 + fourth / 8
+
+
+def _layer_step(act, k, theta, v, d, f, a, b, c_w, l_w, r, g1, g1_next, h_nlo):
+    """One step l -> l+1 of (8.77), (8.79), (8.89), (8.97) and of H^{1} (module docstring)."""
     z, w = _quadrature(act, k)
     s = np.asarray(act.fn(jnp.asarray(z)))
     p = np.asarray(jax.vmap(jax.vmap(jax.grad(act.fn)))(jnp.asarray(z)))
@@ -135,7 +187,14 @@ def _layer_step(act, k, theta, v, d, f, a, b, c_w, l_w, r):
     a_next += r * c_w**2 * np.einsum("ab,cd,abcd->abcd", e_pp, e_pp, a)
     cross = np.einsum("abgh,ghcd,cd->abcd", dd_om, d, e_pp)
     a_next += r * c_w / 2 * (cross + cross.transpose(2, 3, 0, 1))
-    return d_next, f_next, a_next, b_next
+
+    dd_pp = mean("pab,pgh->abgh", pp, h2)
+    joint = d + np.einsum("gahb->ghab", f) + np.einsum("gbha->ghab", f)  # E[z_g z_h dH_ab] n
+    h1_next = l_w / c_w * g1_next + r * c_w * (
+        single_neuron_nlo(pp, z, w, k, g1, v) * theta + e_pp * h_nlo
+        + np.einsum("abgh,ghab->ab", dd_pp, joint) / 2
+    )  # fmt: skip
+    return d_next, f_next, a_next, b_next, h1_next
 
 
 def ntk_fluctuation_flow(
@@ -148,7 +207,7 @@ def ntk_fluctuation_flow(
     depth: int,
     widths: Sequence[int] | None = None,
 ) -> NTKFluctuationFlow:
-    """The order-1/n NTK statistics D, F, A, B of section 8.3, with K, Theta and V, l = 1..depth.
+    """The order-1/n NTK statistics D, F, A, B (section 8.3) and the NTK mean's H^{1}, l = 1..L.
 
     D^(1) = F^(1) = A^(1) = B^(1) = 0 (deterministic first-layer NTK, 8.23); the second layer
     reproduces (8.32)-(8.33), (8.38)-(8.39) exactly; deeper layers follow (8.77), (8.79),
@@ -191,21 +250,22 @@ def ntk_fluctuation_flow(
     for k in ks:
         if inputs.shape[0] == 2 and np.linalg.det(k) / (k[0, 0] * k[1, 1]) < _DEGENERATE_PAIR:
             raise ValueError("x: the two inputs are (nearly) identical; merge them into one")
-    vs = preactivation_flow(act, C_b, C_W, ks[0], depth, widths, nlo=False).V
+    preactivations = preactivation_flow(act, C_b, C_W, ks[0], depth, widths, nlo=True)
+    vs, g1s = preactivations.V, preactivations.G1
     n = inputs.shape[0]
-    zero = np.zeros((n,) * 4)
-    out = {name: [zero] for name in "DFAB"}
+    out = {name: [np.zeros((n,) * 4)] for name in "DFAB"}
+    out["H1"] = [np.zeros((n, n))]
     for step in range(depth - 1):
         args = [out[name][-1] for name in "DFAB"]
         nxt = _layer_step(
             act, ks[step], thetas[step], vs[step], *args, c_w[step + 1], l_w[step + 1],
-            ratios[step],
+            ratios[step], g1s[step], g1s[step + 1], out["H1"][-1],
         )  # fmt: skip
-        for name, value in zip("DFAB", nxt, strict=True):
+        for name, value in zip(("D", "F", "A", "B", "H1"), nxt, strict=True):
             out[name].append(value)
     result = {name: np.stack(values) for name, values in out.items()}
     K, Theta, V = ks, thetas, vs
     if scalar:
         K, Theta, V = K[:, 0, 0], Theta[:, 0, 0], V[:, 0, 0, 0, 0]
-        result = {name: value[:, 0, 0, 0, 0] for name, value in result.items()}
+        result = {name: value.reshape(depth, -1)[:, 0] for name, value in result.items()}
     return NTKFluctuationFlow(K=K, Theta=Theta, V=V, **result)

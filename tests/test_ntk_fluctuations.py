@@ -1,9 +1,12 @@
-"""Tests for pdltlib.ntk_fluctuations: the order-1/n NTK statistics D, F, A, B (book 8.3)."""
+"""Tests for pdltlib.ntk_fluctuations: the order-1/n NTK statistics D, F, A, B (book 8.3), H^{1}."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdltlib.ntk_fluctuations import ntk_fluctuation_flow
+from pdltlib.activations import get_activation
+from pdltlib.kernels import preactivation_flow
+from pdltlib.ntk_fluctuations import _quadrature, ntk_fluctuation_flow, single_neuron_nlo
 
 X2 = np.array([[1.0, 0.5], [0.3, -0.8]])
 
@@ -87,3 +90,27 @@ def test_bad_input(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         ntk_fluctuation_flow(**args)
+
+
+def test_single_neuron_nlo_reproduces_the_nlo_metric_recursion():
+    """E1[sigma sigma] from G1 and V is the NLO metric recursion (4.115): G1' = r C_W E1."""
+    act = get_activation("gelu")
+    flow = preactivation_flow(act, 0.1, 1.7, np.array([[0.9, 0.4], [0.4, 0.7]]), 4, nlo=True)
+    for ell in range(1, 3):
+        z, w = _quadrature(act, flow.K[ell])
+        s = np.asarray(act.fn(jnp.asarray(z)))
+        e1 = single_neuron_nlo(
+            s[:, :, None] * s[:, None, :], z, w, flow.K[ell], flow.G1[ell], flow.V[ell]
+        )
+        np.testing.assert_allclose(1.7 * e1, flow.G1[ell + 1], rtol=1e-10, atol=1e-13)
+
+
+def test_ntk_mean_correction_structure():
+    x = np.array([[1.0, 0.0], [0.6, 0.8]])
+    tanh = ntk_fluctuation_flow("tanh", 0.1, 1.2, 0.3, 1.0, x, 5)
+    single = ntk_fluctuation_flow("tanh", 0.1, 1.2, 0.3, 1.0, x[1], 5)
+    np.testing.assert_allclose(tanh.H1[:, 1, 1], single.H1, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(tanh.H1, tanh.H1.transpose(0, 2, 1), atol=1e-14)
+    assert np.all(tanh.H1[:2] == 0) and np.all(np.abs(tanh.H1[2:]) > 1e-3)  # exact through l=2
+    relu = ntk_fluctuation_flow("relu", 0.0, 2.0, 0.4, 1.0, x[0], 6)
+    np.testing.assert_allclose(relu.H1, 0.0, atol=1e-12)  # sign-flip symmetry: exact mean
