@@ -7,8 +7,9 @@ Modules, in the order of the book: ``gaussian`` (Gaussian expectations), ``wick`
 (metrics, four-point vertices, the 1/n flow), ``criticality`` (critical points, universality
 classes), ``bayes`` (Bayesian inference), ``ntk`` (the neural tangent kernel),
 ``ntk_fluctuations`` (NTK-preactivation cross-correlations and NTK variance),
-``ntk_criticality`` (NTK criticality, learning-rate equivalence), ``stats`` (estimators and
-the honest check), ``plotting``; ``validation`` checks input.
+``ntk_criticality`` (NTK criticality, learning-rate equivalence), ``dntk`` (the dNTK),
+``stats`` (estimators and the honest check), ``plotting``; ``validation`` checks input and
+``progress`` draws progress bars.
 
 Importing pdltlib turns on JAX's float64 mode: theory values are computed in double precision.
 """
@@ -23,6 +24,7 @@ from pdltlib import (  # noqa: E402
     bayes,
     criticality,
     cumulants,
+    dntk,
     exact,
     gaussian,
     kernels,
@@ -64,6 +66,7 @@ __all__ = [
     "bayes",
     "criticality",
     "cumulants",
+    "dntk",
     "exact",
     "gaussian",
     "kernels",

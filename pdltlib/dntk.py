@@ -1,0 +1,209 @@
+"""The dNTK, the NTK's derivative along the parameters (book chapter 11): empirical, for one
+network and for ensembles.
+
+Definition (11.8), with the diagonal learning-rate tensor of (8.6) (lambda_b^(l) for the
+biases, lambda_W^(l) / n_{l-1} for the weights):
+
+    dH^(l)_{i0i1i2;d0d1d2} = sum lambda_{mu1 nu1} lambda_{mu2 nu2}
+        (d^2 z^(l)_{i0;d0} / dtheta_mu1 dtheta_mu2) (dz^(l)_{i1;d1} / dtheta_nu1)
+        (dz^(l)_{i2;d2} / dtheta_nu2)
+        = u_{i1;d1}^T Hess(z^(l)_{i0;d0}) u_{i2;d2},   u_{i;d} = lambda grad_theta z^(l)_{i;d}.
+
+It is what moves the NTK in one gradient step (11.10)-(11.11) and the O(eta^2) term of the
+output update (11.9): dz_{i;d} = -eta sum H epsilon + (eta^2 / 2) sum dH_{i j1 j2; d a1 a2}
+epsilon_{j1;a1} epsilon_{j2;a2} + ...
+
+Computation. The tangent vectors u are the rows of the (small) Jacobian of the kept outputs,
+scaled by lambda; each entry of dH is then a second directional derivative of the outputs
+along (u_{i1;d1}, u_{i2;d2}), two nested forward-mode products (a Hessian-vector product
+contracted once more), vmapped over the pairs. The parameter Hessian is never formed. The
+dNTK vanishes in the first layer (11.26) and in the second layer it is (11.27); deeper it obeys
+the forward equation (11.24) (both are checked in the tests).
+
+Array conventions: dH[i0, i1, i2, d0, d1, d2], neural indices first, sample indices last, as
+for the NTK in :mod:`pdltlib.ntk`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from numbers import Integral
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pdltlib.network import MLPConfig, check_inputs, forward, init_params
+from pdltlib.ntk import (
+    _check_layer,
+    _check_neurons,
+    _check_params,
+    _layer_ntk,
+    _split_config,
+    _with_hyperparameters,
+)
+from pdltlib.progress import progress_bar
+
+__all__ = ["empirical_dntk", "DNTKSample", "sample_dntk"]
+
+_CHUNK_BYTES = 64 * 2**20  # working-memory budget of one vmapped chunk of networks
+
+
+def _learning_rates(config: MLPConfig, layer: int) -> list[dict]:
+    """lambda of (8.6) for the parameters of layers 1..layer, shaped like the parameters."""
+    return [
+        {"W": config.lambda_W[l] / config.widths[l], "b": config.lambda_b[l]} for l in range(layer)
+    ]
+
+
+def _layer_dntk(params, x, config: MLPConfig, layer: int, m: int) -> jax.Array:
+    """dH^(layer)[i0, i1, i2, d0, d1, d2] for the first m neurons (module docstring)."""
+    params = params[:layer]  # z^(layer) does not depend on later layers
+
+    def outputs(p):
+        return forward(p, x, config.activation)[-1][:, :m]  # (N_D, m)
+
+    rates = _learning_rates(config, layer)
+    jac = jax.jacrev(outputs)(params)  # leaves (N_D, m, *shape): m N_D small gradients
+    n_out = x.shape[0] * m
+    tangents = jax.tree_util.tree_map(
+        lambda j, lam: (j * lam).reshape(n_out, *j.shape[2:]), jac, rates
+    )
+
+    def second(ua, ub):
+        """d^2 outputs / ds dt at theta + s ua + t ub: u_a^T Hess(z) u_b for every output."""
+        inner = lambda p: jax.jvp(outputs, (p,), (ub,))[1]  # noqa: E731
+        return jax.jvp(inner, (params,), (ua,))[1]
+
+    over_b = jax.vmap(second, in_axes=(None, 0))
+    table = jax.vmap(over_b, in_axes=(0, None))(tangents, tangents)  # (a, b, d0, i0)
+    n_inputs = x.shape[0]
+    table = table.reshape(n_inputs, m, n_inputs, m, n_inputs, m)  # [d1, i1, d2, i2, d0, i0]
+    return jnp.transpose(table, (5, 1, 3, 4, 0, 2))
+
+
+@partial(jax.jit, static_argnames=("structure", "layer", "neurons"))
+def _network_dntk(params, x, hyper, structure, layer, neurons):
+    config = _with_hyperparameters(structure, hyper)
+    return _layer_dntk(params, x, config, layer, neurons)
+
+
+def empirical_dntk(
+    params: list[dict],
+    x,
+    config: MLPConfig,
+    layer: int | None = None,
+    *,
+    neurons: int | None = None,
+) -> jax.Array:
+    """The dNTK dH^(l)_{i0i1i2;d0d1d2} (11.8) of one network, by nested forward-mode products.
+
+    Args:
+        params: the network's parameters (:func:`pdltlib.network.init_params`).
+        x: inputs of shape (N_D, n_0).
+        config: the architecture and the learning rates lambda_b, lambda_W (8.6).
+        layer: l in 1..L (default L).
+        neurons: keep the first ``neurons`` neurons of layer l for i0, i1, i2 (default all n_l;
+            the cost grows like (neurons N_D)^2 Hessian-vector products).
+
+    Returns:
+        dH of shape (m, m, m, N_D, N_D, N_D), indexed dH[i0, i1, i2, d0, d1, d2].
+    """
+    x = check_inputs(config, x)
+    _check_params(params, config)
+    layer = _check_layer(layer, config)
+    neurons = _check_neurons(neurons, config, (layer,))
+    m = config.widths[layer] if neurons is None else neurons
+    structure, hyper = _split_config(config)
+    return _network_dntk(params, x, hyper, structure, layer, m)
+
+
+@dataclass(frozen=True)
+class DNTKSample:
+    """An ensemble of networks at initialization: one layer's z, NTK and dNTK.
+
+    Attributes:
+        z: (n_networks, N_D, n_l) preactivations z^(l) (all neurons).
+        ntk: (n_networks, m, m, N_D, N_D) NTK H^(l) of the first m neurons.
+        dntk: (n_networks, m, m, m, N_D, N_D, N_D) dNTK dH^(l) of the first m neurons.
+    """
+
+    z: np.ndarray
+    ntk: np.ndarray
+    dntk: np.ndarray
+
+
+def _one_network(key, x, config: MLPConfig, layer: int, m: int):
+    params = init_params(key, config, x.dtype)
+    zs = forward(params, x, config.activation)
+    return (
+        zs[layer - 1],
+        _layer_ntk(params, x, zs, config, layer, m),
+        _layer_dntk(params, x, config, layer, m),
+    )
+
+
+@partial(jax.jit, static_argnames=("structure", "layer", "m"))
+def _dntk_chunk(keys, x, hyper, structure, layer, m):
+    config = _with_hyperparameters(structure, hyper)
+    return jax.vmap(lambda k: _one_network(k, x, config, layer, m))(keys)
+
+
+def sample_dntk(
+    key: jax.Array,
+    config: MLPConfig,
+    x,
+    n_networks: int,
+    *,
+    layer: int | None = None,
+    neurons: int | None = None,
+    chunk_size: int | None = None,
+    progress: bool = True,
+) -> DNTKSample:
+    """Preactivations, NTKs and dNTKs of layer l for ``n_networks`` networks at initialization.
+
+    Network s is initialized with ``jax.random.split(key, n_networks)[s]``, as in
+    :func:`pdltlib.ntk.sample_ntk` and weight sampling, so the same key gives the same networks.
+    Networks run vmapped in fixed-size chunks (the numbers do not depend on the chunk size);
+    the ensemble axis leads every array.
+
+    Args:
+        key: a JAX PRNG key.
+        config: the architecture and hyperparameters (:func:`pdltlib.network.mlp`).
+        x: inputs of shape (N_D, n_0).
+        n_networks: ensemble size (>= 1).
+        layer: l in 1..L (default L).
+        neurons: keep the NTK and dNTK of the first ``neurons`` neurons (default all n_l).
+        chunk_size: networks per vmapped chunk (default from a 64 MiB working budget).
+        progress: show a progress bar (it appears only after 3 seconds).
+    """
+    x = check_inputs(config, x)
+    if isinstance(n_networks, bool) or not isinstance(n_networks, Integral) or n_networks < 1:
+        raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}")
+    layer = _check_layer(layer, config)
+    neurons = _check_neurons(neurons, config, (layer,))
+    m = config.widths[layer] if neurons is None else neurons
+    n_inputs = x.shape[0]
+    if chunk_size is None:
+        weights = sum(a * b for a, b in zip(config.widths[:-1], config.widths[1:], strict=True))
+        pairs = (m * n_inputs) ** 2
+        per_network = 8 * (3 * weights + pairs * (n_inputs * sum(config.widths) + m * n_inputs))
+        chunk_size = max(1, min(1024, _CHUNK_BYTES // per_network))
+    elif isinstance(chunk_size, bool) or not isinstance(chunk_size, Integral) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    chunk_size = min(int(chunk_size), int(n_networks))
+    keys = jax.random.split(key, n_networks)
+    structure, hyper = _split_config(config)
+    parts: list[list] = [[], [], []]
+    n_chunks = -(-n_networks // chunk_size)
+    for c in progress_bar(range(n_chunks), "sampling dNTKs", progress):
+        chunk_keys = keys[c * chunk_size : (c + 1) * chunk_size]
+        if chunk_keys.shape[0] < chunk_size:  # pad the last chunk: one compiled shape
+            pad = jnp.repeat(chunk_keys[:1], chunk_size - chunk_keys.shape[0], axis=0)
+            chunk_keys = jnp.concatenate([chunk_keys, pad])
+        outs = _dntk_chunk(chunk_keys, x, hyper, structure, layer, m)
+        for part, out in zip(parts, outs, strict=True):
+            part.append(np.asarray(out))
+    z, ntk, dntk = (np.concatenate(part)[:n_networks] for part in parts)
+    return DNTKSample(z=z, ntk=ntk, dntk=dntk)
