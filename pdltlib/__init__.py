@@ -8,8 +8,9 @@ Modules, in the order of the book: ``gaussian`` (Gaussian expectations), ``wick`
 classes), ``bayes`` (Bayesian inference), ``ntk`` (the neural tangent kernel),
 ``ntk_fluctuations`` (NTK-preactivation cross-correlations and NTK variance),
 ``ntk_criticality`` (NTK criticality, learning-rate equivalence), ``dntk`` (the dNTK),
-``stats`` (estimators and the honest check), ``plotting``; ``validation`` checks input and
-``progress`` draws progress bars.
+``stats`` (estimators and the honest check), ``plotting``; ``validation`` checks input,
+``ensemble`` runs per-network computations in vmapped chunks and ``progress`` draws progress
+bars.
 
 Importing pdltlib turns on JAX's float64 mode: theory values are computed in double precision.
 """

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from numbers import Integral
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pdltlib.ensemble import map_networks
 from pdltlib.network import MLPConfig, check_inputs, forward, init_params
 from pdltlib.ntk import (
     _check_layer,
@@ -43,7 +43,6 @@ from pdltlib.ntk import (
     _split_config,
     _with_hyperparameters,
 )
-from pdltlib.progress import progress_bar
 
 __all__ = ["empirical_dntk", "DNTKSample", "sample_dntk"]
 
@@ -179,8 +178,6 @@ def sample_dntk(
         progress: show a progress bar (it appears only after 3 seconds).
     """
     x = check_inputs(config, x)
-    if isinstance(n_networks, bool) or not isinstance(n_networks, Integral) or n_networks < 1:
-        raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}")
     layer = _check_layer(layer, config)
     neurons = _check_neurons(neurons, config, (layer,))
     m = config.widths[layer] if neurons is None else neurons
@@ -190,20 +187,9 @@ def sample_dntk(
         pairs = (m * n_inputs) ** 2
         per_network = 8 * (3 * weights + pairs * (n_inputs * sum(config.widths) + m * n_inputs))
         chunk_size = max(1, min(1024, _CHUNK_BYTES // per_network))
-    elif isinstance(chunk_size, bool) or not isinstance(chunk_size, Integral) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    chunk_size = min(int(chunk_size), int(n_networks))
-    keys = jax.random.split(key, n_networks)
     structure, hyper = _split_config(config)
-    parts: list[list] = [[], [], []]
-    n_chunks = -(-n_networks // chunk_size)
-    for c in progress_bar(range(n_chunks), "sampling dNTKs", progress):
-        chunk_keys = keys[c * chunk_size : (c + 1) * chunk_size]
-        if chunk_keys.shape[0] < chunk_size:  # pad the last chunk: one compiled shape
-            pad = jnp.repeat(chunk_keys[:1], chunk_size - chunk_keys.shape[0], axis=0)
-            chunk_keys = jnp.concatenate([chunk_keys, pad])
-        outs = _dntk_chunk(chunk_keys, x, hyper, structure, layer, m)
-        for part, out in zip(parts, outs, strict=True):
-            part.append(np.asarray(out))
-    z, ntk, dntk = (np.concatenate(part)[:n_networks] for part in parts)
+    z, ntk, dntk = map_networks(
+        lambda keys: _dntk_chunk(keys, x, hyper, structure, layer, m),
+        key, n_networks, chunk_size, "sampling dNTKs", progress,
+    )  # fmt: skip
     return DNTKSample(z=z, ntk=ntk, dntk=dntk)

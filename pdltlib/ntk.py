@@ -45,10 +45,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from pdltlib.activations import Activation, get_activation
+from pdltlib.ensemble import map_networks
 from pdltlib.gaussian import activation_expectation
 from pdltlib.kernels import first_layer_kernel, kernel_flow
 from pdltlib.network import MLPConfig, check_inputs, forward, init_params
-from pdltlib.progress import progress_bar
 from pdltlib.validation import per_layer
 
 __all__ = [
@@ -248,36 +248,19 @@ def sample_ntk(
         An :class:`NTKSample` of NumPy float64 arrays.
     """
     x = check_inputs(config, x)
-    if isinstance(n_networks, bool) or not isinstance(n_networks, Integral) or n_networks < 1:
-        raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}")
     keep = (config.depth,) if layers is None else tuple(sorted({int(v) for v in layers}))
     if not keep or keep[0] < 1 or keep[-1] > config.depth:
         raise ValueError(f"layers must lie in 1..L = 1..{config.depth}, got {layers}")
     neurons = _check_neurons(neurons, config, keep)
     if chunk_size is None:
         chunk_size = _chunk_size(config, x.shape[0], keep, neurons, 8)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, Integral) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    chunk_size = min(int(chunk_size), int(n_networks))
 
-    keys = jax.random.split(key, n_networks)
     structure, hyper = _split_config(config)
-    n_chunks = -(-n_networks // chunk_size)
-    z_parts: dict[int, list] = {layer: [] for layer in keep}
-    h_parts: dict[int, list] = {layer: [] for layer in keep}
-    for c in progress_bar(range(n_chunks), "sampling NTKs", progress):
-        chunk_keys = keys[c * chunk_size : (c + 1) * chunk_size]
-        if chunk_keys.shape[0] < chunk_size:  # pad the last chunk: one compiled shape
-            pad = jnp.repeat(chunk_keys[:1], chunk_size - chunk_keys.shape[0], axis=0)
-            chunk_keys = jnp.concatenate([chunk_keys, pad])
-        zs, hs = _ntk_chunk(chunk_keys, x, hyper, structure, keep, neurons)
-        for layer, z, h in zip(keep, zs, hs, strict=True):
-            z_parts[layer].append(np.asarray(z))
-            h_parts[layer].append(np.asarray(h))
-    return NTKSample(
-        z={layer: np.concatenate(p)[:n_networks] for layer, p in z_parts.items()},
-        ntk={layer: np.concatenate(p)[:n_networks] for layer, p in h_parts.items()},
-    )
+    zs, hs = map_networks(
+        lambda keys: _ntk_chunk(keys, x, hyper, structure, keep, neurons),
+        key, n_networks, chunk_size, "sampling NTKs", progress,
+    )  # fmt: skip
+    return NTKSample(z=dict(zip(keep, zs, strict=True)), ntk=dict(zip(keep, hs, strict=True)))
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pdltlib.ensemble import map_networks
 from pdltlib.network import MLPConfig, check_inputs, forward, init_params
-from pdltlib.progress import progress_bar
 
 __all__ = ["sample_preactivations", "psd_sqrt", "METHODS"]
 
@@ -157,10 +157,6 @@ def sample_preactivations(
     x = check_inputs(config, x)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if isinstance(n_networks, bool) or not isinstance(n_networks, (int, np.integer)):
-        raise ValueError(f"n_networks must be a positive integer, got {n_networks!r}")
-    if n_networks < 1:
-        raise ValueError(f"n_networks must be >= 1, got {n_networks}")
     keep = (config.depth,) if layers is None else tuple(sorted({int(v) for v in layers}))
     if not keep or keep[0] < 1 or keep[-1] > config.depth:
         raise ValueError(f"layers must lie in 1..L = 1..{config.depth}, got {layers}")
@@ -169,21 +165,11 @@ def sample_preactivations(
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
     if chunk_size is None:
         chunk_size = _chunk_size(config, x.shape[0], method, dtype.itemsize)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    chunk_size = min(chunk_size, n_networks)
 
-    keys = jax.random.split(key, n_networks)
     structure = _structure(config)
     c_b, c_w = jnp.asarray(config.C_b, dtype), jnp.asarray(config.C_W, dtype)
-    n_chunks = -(-n_networks // chunk_size)
-    out = {layer: [] for layer in keep}
-    for c in progress_bar(range(n_chunks), f"sampling ({method})", progress):
-        chunk_keys = keys[c * chunk_size : (c + 1) * chunk_size]
-        if chunk_keys.shape[0] < chunk_size:  # pad the last chunk: one compiled shape
-            pad = jnp.repeat(chunk_keys[:1], chunk_size - chunk_keys.shape[0], axis=0)
-            chunk_keys = jnp.concatenate([chunk_keys, pad])
-        zs = _sample_chunk(chunk_keys, x, c_b, c_w, structure, keep, method, dtype)
-        for layer, z in zip(keep, zs, strict=True):
-            out[layer].append(np.asarray(z))
-    return {layer: np.concatenate(parts)[:n_networks] for layer, parts in out.items()}
+    zs = map_networks(
+        lambda keys: _sample_chunk(keys, x, c_b, c_w, structure, keep, method, dtype),
+        key, n_networks, chunk_size, f"sampling ({method})", progress,
+    )  # fmt: skip
+    return dict(zip(keep, zs, strict=True))

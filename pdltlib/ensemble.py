@@ -1,0 +1,63 @@
+"""Run a per-network computation over an ensemble of networks in fixed-size vmapped chunks.
+
+Every ensemble in the library (preactivations, NTKs, dNTKs, training runs) draws network s from
+``jax.random.split(key, n_networks)[s]``, so the same key gives the same networks whatever the
+chunk size or the quantity computed; chunks bound the working memory; the last chunk is padded
+so that one compiled program serves them all; the ensemble axis leads every result. Not in the
+book: a utility.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from numbers import Integral
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pdltlib.progress import progress_bar
+
+__all__ = ["map_networks"]
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def map_networks(
+    run_chunk: Callable[[jax.Array], Any],
+    key: jax.Array,
+    n_networks: int,
+    chunk_size: int,
+    desc: str,
+    progress: bool = True,
+) -> Any:
+    """Apply ``run_chunk`` to the keys of an ensemble, chunk by chunk, and stack the results.
+
+    Args:
+        run_chunk: maps a batch of keys (chunk_size, 2) to a pytree of arrays whose leading axis
+            is the batch (typically a jitted ``jax.vmap`` over networks).
+        key: the ensemble's PRNG key; network s uses ``jax.random.split(key, n_networks)[s]``.
+        n_networks: ensemble size (>= 1).
+        chunk_size: networks per call (>= 1; capped at ``n_networks``).
+        desc: the progress bar's label.
+        progress: show a progress bar (after 3 seconds).
+
+    Returns:
+        The pytree of ``run_chunk``'s output with NumPy leaves of leading size ``n_networks``.
+    """
+    n_networks = _positive_int(n_networks, "n_networks")
+    chunk_size = min(_positive_int(chunk_size, "chunk_size"), n_networks)
+    keys = jax.random.split(key, n_networks)
+    parts = []
+    for c in progress_bar(range(-(-n_networks // chunk_size)), desc, progress):
+        chunk_keys = keys[c * chunk_size : (c + 1) * chunk_size]
+        if chunk_keys.shape[0] < chunk_size:  # pad the last chunk: one compiled shape
+            pad = jnp.repeat(chunk_keys[:1], chunk_size - chunk_keys.shape[0], axis=0)
+            chunk_keys = jnp.concatenate([chunk_keys, pad])
+        parts.append(jax.tree_util.tree_map(np.asarray, run_chunk(chunk_keys)))
+    return jax.tree_util.tree_map(lambda *p: np.concatenate(p)[:n_networks], *parts)
