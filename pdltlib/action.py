@@ -412,7 +412,10 @@ def exact_correlators(K, V, eps: float, **quadrature_options) -> tuple:
 
 
 class QuarticSample(NamedTuple):
-    """Exact samples of the quartic action and the Gaussian proposals each one used."""
+    """Exact samples of the quartic action and the Gaussian proposals each one used.
+
+    Book: samples of the quartic action (1.71), drawn by :func:`sample_quartic`.
+    """
 
     z: np.ndarray  # (n_samples, N), or (n_samples,) for scalar K and V
     proposals: np.ndarray  # (n_samples,) integers >= 1; their mean is sqrt(|2 pi K|) / Z

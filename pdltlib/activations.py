@@ -32,6 +32,9 @@ class Activation:
         kinks: points z where sigma or a derivative of it is discontinuous (``(0.0,)`` for ReLU
             and the perceptron, empty for smooth activations).
         params: the parameters the activation was built with (e.g. ``a_minus`` of leaky ReLU).
+
+    Book: the activation functions of section 5.1 (and 2.2); ``kinks`` locate the points where
+    sigma' jumps (ReLU-like, section 5.2).
     """
 
     name: str
@@ -116,7 +119,10 @@ _CACHE: dict[tuple, Activation] = {}
 
 
 def available_activations() -> list[str]:
-    """Names accepted by :func:`get_activation` (aliases: step, identity, silu)."""
+    """Names accepted by :func:`get_activation` (aliases: step, identity, silu).
+
+    Book: the activations of sections 2.2 and 5.2.
+    """
     return sorted(_REGISTRY)
 
 
@@ -134,6 +140,8 @@ def get_activation(
 
     Raises:
         ValueError: for an unknown name (the message lists the known ones) or bad parameters.
+
+    Book: the activation zoo of sections 2.2 and 5.2.
     """
     if isinstance(activation, Activation):
         return activation

@@ -74,6 +74,8 @@ class FiniteWidthMean:
 
     ``coefficient`` is the width-independent 1/n coefficient (the G^{1} and V terms of
     eq-ch6-finite-mean); ``mean`` is the sum at the given width.
+
+    Book: the 1/n expansion of the posterior mean, section 6.4 (eq. (6.88)).
     """
 
     infinite_width: np.ndarray
@@ -90,6 +92,9 @@ class ImportanceResult:
     """A self-normalized importance-sampling estimate and its effective sample size.
 
     ``ess`` = (sum w)^2 / sum w^2 out of ``estimate.n`` networks.
+
+    Not in the book: the Monte Carlo side of exact Bayesian inference (6.8)-(6.10) on sampled
+    networks.
     """
 
     estimate: Estimate

@@ -75,7 +75,10 @@ _DEFAULT_RANGE = (1e-3, 1e3)
 
 
 class NoCriticalityError(ValueError):
-    """The activation admits no critical initialization; ``reason`` says why."""
+    """The activation admits no critical initialization; ``reason`` says why.
+
+    Book: activations without a critical point, section 5.3.3.
+    """
 
     def __init__(self, activation: str, reason: str):
         super().__init__(f"activation {activation!r} cannot be tuned to criticality: {reason}")
@@ -479,7 +482,10 @@ def _scale_invariant(act: Activation, a_plus: float, a_minus: float) -> Critical
 
 
 class UniversalityTable(Table):
-    """The universality classes of a list of activations (a row per activation)."""
+    """The universality classes of a list of activations (a row per activation).
+
+    Book: the universality classes of section 5.3.
+    """
 
     columns = ("activation", "class", "C_b", "C_W", "K*", "a_1 / details or reason")
 
@@ -517,6 +523,8 @@ def universality_table(
 
     Activations without criticality get a row with class "none" and the reason. ``options``
     are passed to :func:`critical_point`.
+
+    Book: the universality classes of section 5.3.
     """
     acts = [get_activation(a) for a in (activations or available_activations())]
     rows, results = [], {}
@@ -539,6 +547,9 @@ def local_exponent(layers, values) -> np.ndarray:
     """The local power -d log|y| / d log l, by centred differences (one-sided at the ends).
 
     For y ~ l^-p it tends to p; equal lengths of ``layers`` (> 0) and ``values`` (!= 0), >= 2.
+
+    Book: the power laws of the K* = 0 and scale-invariant classes, sections 5.3.1-5.3.2 (e.g. eq.
+    (5.92)).
     """
     ell = np.asarray(layers, dtype=np.float64)
     y = np.asarray(values, dtype=np.float64)

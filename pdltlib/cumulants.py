@@ -97,7 +97,11 @@ def set_partitions(items: Sequence) -> Iterator[tuple[tuple, ...]]:
 
 
 def bell_number(n: int) -> int:
-    """The number of set partitions of n items (the Bell number), by the Bell triangle."""
+    """The number of set partitions of n items (the Bell number), by the Bell triangle.
+
+    Book: the number of terms of the moment-cumulant relation (1.56)-(1.57). Not a result of the
+    book itself: a combinatorial utility.
+    """
     if isinstance(n, bool) or not isinstance(n, Integral) or n < 0:
         raise ValueError(f"n must be an integer >= 0, got {n!r}")
     row = [1]
@@ -212,6 +216,8 @@ def connected_correlator_estimate(samples, indices: Sequence[int], *, n_blocks: 
 
     Returns:
         A scalar :class:`pdltlib.stats.Estimate`.
+
+    Book: the connected correlators of section 1.2 (eqs. (1.54), (1.56)), estimated from samples.
     """
     z = np.asarray(samples, dtype=np.float64)
     if z.ndim == 1:

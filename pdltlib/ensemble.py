@@ -49,6 +49,8 @@ def map_networks(
 
     Returns:
         The pytree of ``run_chunk``'s output with NumPy leaves of leading size ``n_networks``.
+
+    Not in the book: the ensemble utility behind every sampler (module docstring).
     """
     n_networks = _positive_int(n_networks, "n_networks")
     chunk_size = min(_positive_int(chunk_size, "chunk_size"), n_networks)

@@ -68,6 +68,9 @@ def normal_rule(
     Composite Gauss-Legendre with ``order`` nodes per panel on [-cutoff, cutoff], panels of
     width at most ``panel_width``, split at each of ``breakpoints`` (points where g is not smooth)
     that lies inside the range; the weights include the standard-normal density.
+
+    Not in the book: the quadrature behind every Gaussian expectation <f>_K of section 1.1 (eq.
+    (1.61)).
     """
     order, cutoff, panel_width = _check_options(order, cutoff, panel_width)
     breaks = np.asarray(breakpoints, dtype=float).reshape(1, -1)

@@ -65,6 +65,9 @@ def mlp(
 
     Scalars are broadcast to every layer. Raises ValueError naming the offending parameter
     (widths must be positive integers, C_b >= 0, C_W > 0, lambda_b >= 0, lambda_W >= 0).
+
+    Book: the MLP of section 2.1 (eq. (2.5)) with the initialization (2.21)-(2.22) and the learning
+    rates (8.6).
     """
     widths = tuple(widths)
     if len(widths) < 2:
@@ -84,7 +87,10 @@ def mlp(
 
 
 def check_inputs(config: MLPConfig, x) -> jax.Array:
-    """Return ``x`` as a float64 array of shape (N_D, n_0), or raise ValueError."""
+    """Return ``x`` as a float64 array of shape (N_D, n_0), or raise ValueError.
+
+    Not in the book: input validation (the inputs x_{j;a} of eq. (2.5)).
+    """
     x = jnp.asarray(x, dtype=jnp.float64)
     if x.ndim == 1:
         x = x[None, :]

@@ -163,6 +163,8 @@ class NTKSample:
         z: ``{l: array (n_networks, N_D, n_l)}``, the preactivations z^(l)_{i;a} (sample first).
         ntk: ``{l: array (n_networks, m, m, N_D, N_D)}``, H^(l)[i1, i2, a1, a2] restricted to
             the first m neurons (m = n_l unless ``neurons`` was given).
+
+    Book: the NTK (8.5) and preactivations of section 8.
     """
 
     z: dict[int, np.ndarray]
@@ -268,6 +270,8 @@ class NTKFlow:
     """The infinite-width kernel K^(l) and frozen NTK Theta^(l), l = 1..depth (index l - 1).
 
     Shapes (depth,) for a single input, (depth, N_D, N_D) for several.
+
+    Book: the kernel recursion (4.118) and the frozen NTK (9.4)-(9.7).
     """
 
     K: np.ndarray
@@ -367,10 +371,8 @@ def mse_loss(params: list[dict], x, y, config: MLPConfig) -> jax.Array:
     return _mse(params, x, _check_targets(config, x, y), config.activation)
 
 
-@partial(jax.jit, static_argnames=("structure",))
-def _step(params, x, y, hyper, structure, eta):
-    config = _with_hyperparameters(structure, hyper)
-    grads = jax.grad(_mse)(params, x, y, config.activation)
+def _descend(params, grads, config: MLPConfig, eta):
+    """theta - eta lambda grads with the diagonal learning-rate tensor (8.6), layer by layer."""
     return [
         {
             "W": p["W"] - eta * config.lambda_W[layer] / config.widths[layer] * g["W"],
@@ -378,6 +380,12 @@ def _step(params, x, y, hyper, structure, eta):
         }
         for layer, (p, g) in enumerate(zip(params, grads, strict=True))
     ]
+
+
+@partial(jax.jit, static_argnames=("structure",))
+def _step(params, x, y, hyper, structure, eta):
+    config = _with_hyperparameters(structure, hyper)
+    return _descend(params, jax.grad(_mse)(params, x, y, config.activation), config, eta)
 
 
 def gradient_step(params: list[dict], x, y, config: MLPConfig, eta: float) -> list[dict]:

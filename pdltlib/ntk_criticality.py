@@ -69,7 +69,10 @@ def _input_norm(x) -> float:
 
 @dataclass(frozen=True)
 class LearningRates:
-    """Per-layer learning rates lambda_b^(l), lambda_W^(l), l = 1..L (index l - 1)."""
+    """Per-layer learning rates lambda_b^(l), lambda_W^(l), l = 1..L (index l - 1).
+
+    Book: the equivalence-principle learning rates (9.94)-(9.96).
+    """
 
     lambda_b: np.ndarray
     lambda_W: np.ndarray

@@ -85,6 +85,8 @@ class NTKFluctuationFlow:
     vector; otherwise (depth, N_D, N_D) for K, Theta and H1 and (depth, N_D, N_D, N_D, N_D) for
     V, D, F, A, B, indexed as in the module docstring (the book's subscript order:
     V[a1,a2,a3,a4] = V_(a1a2)(a3a4), F[a1,a3,a2,a4] = F_{a1a3a2a4}, ...).
+
+    Book: D, F (8.67), A, B (8.82) and the mean correction H^{1} (9.3).
     """
 
     K: np.ndarray

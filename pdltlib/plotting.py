@@ -1,7 +1,8 @@
 """The shared figure style: every chapter's theory-versus-Monte-Carlo figure looks the same.
 
 Theory is a solid line; Monte Carlo estimates are points with 1-sigma error bars (the standard
-errors of :class:`pdltlib.stats.Estimate`); colours follow one cycle.
+errors of :class:`pdltlib.stats.Estimate`); colours follow one cycle. Not in the book: the
+companion's figure style.
 """
 
 from __future__ import annotations
@@ -35,12 +36,18 @@ _STYLE = {
 
 
 def use_style() -> None:
-    """Apply the companion's matplotlib style (call once at the top of a chapter)."""
+    """Apply the companion's matplotlib style (call once at the top of a chapter).
+
+    Not in the book: the companion's figure style.
+    """
     mpl.rcParams.update(_STYLE)
 
 
 def figure(ncols: int = 1, nrows: int = 1, *, width: float = 6.4, height: float = 4.0, **kw):
-    """A figure with ``nrows x ncols`` axes in the companion's style (returns fig, axes)."""
+    """A figure with ``nrows x ncols`` axes in the companion's style (returns fig, axes).
+
+    Not in the book: the companion's figure style.
+    """
     use_style()
     return plt.subplots(
         nrows, ncols, figsize=(width * ncols, height * nrows), constrained_layout=True, **kw
@@ -48,12 +55,18 @@ def figure(ncols: int = 1, nrows: int = 1, *, width: float = 6.4, height: float 
 
 
 def theory_line(ax, x: Sequence[float], y: Sequence[float], label: str = "theory", **kw):
-    """Draw a theory curve as a solid line."""
+    """Draw a theory curve as a solid line.
+
+    Not in the book: the companion's figure style.
+    """
     return ax.plot(np.asarray(x), np.asarray(y), "-", label=label, **kw)
 
 
 def mc_points(ax, x: Sequence[float], estimate, label: str = "Monte Carlo", **kw):
-    """Draw Monte Carlo estimates (an Estimate or (values, errors)) with 1-sigma error bars."""
+    """Draw Monte Carlo estimates (an Estimate or (values, errors)) with 1-sigma error bars.
+
+    Not in the book: the companion's figure style.
+    """
     values, errors = (estimate.value, estimate.stderr) if hasattr(estimate, "stderr") else estimate
     kw.setdefault("fmt", "o")
     kw.setdefault("markersize", 4)

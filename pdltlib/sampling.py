@@ -38,6 +38,8 @@ def psd_sqrt(g: jax.Array) -> jax.Array:
     """Symmetric square root of a positive-semidefinite matrix (eigenvalues clipped at 0).
 
     Unlike a Cholesky factor it exists for singular G (e.g. two identical inputs).
+
+    Not in the book: a linear-algebra utility of the Markov sampler.
     """
     evals, evecs = jnp.linalg.eigh(g)
     return (evecs * jnp.sqrt(jnp.clip(evals, 0.0, None))[..., None, :]) @ jnp.swapaxes(
@@ -153,6 +155,10 @@ def sample_preactivations(
 
     Returns:
         ``{l: array of shape (n_networks, N_D, n_l)}`` as NumPy arrays.
+
+    Book: the initialization distribution (2.21)-(2.22) of the MLP (2.5); the Markov sampler draws
+    z^(l+1) given layer l from the conditional Gaussian (4.6)-(4.7) with the stochastic metric
+    (4.70).
     """
     x = check_inputs(config, x)
     if method not in METHODS:

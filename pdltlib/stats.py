@@ -48,6 +48,8 @@ class Estimate:
     """A Monte Carlo estimate ``value`` with standard error ``stderr`` from ``n`` replicas.
 
     ``value`` and ``stderr`` are floats or arrays of the same shape.
+
+    Not in the book: the Monte Carlo side of the honest check (DESIGN.md).
     """
 
     value: float | np.ndarray
@@ -81,7 +83,10 @@ def _replicas(samples, name: str = "samples") -> np.ndarray:
 
 
 def mean_estimate(samples) -> Estimate:
-    """Mean over independent replicas (axis 0) with standard error std/sqrt(N)."""
+    """Mean over independent replicas (axis 0) with standard error std/sqrt(N).
+
+    Not in the book: a Monte Carlo estimator.
+    """
     arr = _replicas(samples)
     n = arr.shape[0]
     return Estimate(arr.mean(axis=0), arr.std(axis=0, ddof=1) / np.sqrt(n), n)
@@ -101,6 +106,8 @@ def jackknife(
     Returns:
         The bias-corrected jackknife estimate (the O(1/N) bias of a nonlinear statistic of means
         is removed) and its standard error.
+
+    Not in the book: a Monte Carlo estimator.
     """
     arrays = [_replicas(r, "replicas") for r in replicas]
     n = arrays[0].shape[0]
@@ -230,6 +237,8 @@ class Check:
     *resolvable* only when |T - T_inf| >= power_sigmas * s + truncation: otherwise the check
     could not tell the finite-width theory from the infinite-width one (the truncation alone
     could cover the difference) and is a defect.
+
+    Not in the book: the honest check of DESIGN.md.
     """
 
     name: str
@@ -300,6 +309,8 @@ def honest_check(
         k: number of standard errors allowed (4 to 5).
         infinite_width: the infinite-width prediction, for finite-width claims (power check).
         power_sigmas: required |T - T_inf| / s.
+
+    Not in the book: the honest check of DESIGN.md.
     """
     if np.ndim(mc.value) != 0:
         raise ValueError(f"mc must be a scalar Estimate for check {name!r}; index it first")
@@ -321,7 +332,10 @@ def honest_check(
 
 
 class Table:
-    """A text/HTML table: subclasses set ``columns`` and implement ``rows()``."""
+    """A text/HTML table: subclasses set ``columns`` and implement ``rows()``.
+
+    Not in the book: a utility.
+    """
 
     columns: tuple[str, ...] = ()
 
@@ -346,7 +360,10 @@ class Table:
 
 
 class AgreementTable(Table):
-    """The table a chapter shows: quantity, theory, MC +- s, z-score, tolerance, power, verdict."""
+    """The table a chapter shows: quantity, theory, MC +- s, z-score, tolerance, power, verdict.
+
+    Not in the book: the honest check of DESIGN.md.
+    """
 
     columns = ("quantity", "theory", "MC ± s", "z", "k·s+τ", "∞-width", "power", "verdict")
 
@@ -376,6 +393,8 @@ def assert_checks(checks: Sequence[Check]) -> AgreementTable:
     """Raise AssertionError (with the table) unless every check passes and has power.
 
     Returns the :class:`AgreementTable`, so a chapter cell can end with it and show it.
+
+    Not in the book: the honest check of DESIGN.md.
     """
     checks = list(checks)
     if not checks:
@@ -392,6 +411,8 @@ def weighted_least_squares(design, y, yerr) -> tuple[Estimate, float]:
 
     Returns the coefficient :class:`Estimate` (array-valued, errors from (A^T W A)^{-1}) and
     chi^2 per degree of freedom (NaN-free: 0 when there are no degrees of freedom).
+
+    Not in the book: a fitting utility.
     """
     a = np.atleast_2d(np.asarray(design, dtype=np.float64))
     y = np.asarray(y, dtype=np.float64)
@@ -414,6 +435,8 @@ def fit_power_law(x, y, yerr) -> tuple[Estimate, Estimate]:
     """Fit y = A x^p in log-log space. Returns (p, A) as Estimates.
 
     Log errors are yerr / |y|; all y must be positive.
+
+    Not in the book: a fitting utility (for the book's power laws, e.g. (5.92)).
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -430,6 +453,8 @@ def fit_inverse_width(widths, y, yerr, powers: Sequence[int] = (0, 1)) -> dict[i
     """Fit y(n) = sum_p c_p n^{-p} over ``powers``; returns {p: c_p as Estimate}.
 
     With powers (0, 1) the c_1 coefficient is the 1/n coefficient to compare with theory.
+
+    Not in the book: a fitting utility for the 1/n expansion (e.g. (4.104)).
     """
     n = np.asarray(widths, dtype=np.float64)
     if np.any(n <= 0):
@@ -440,7 +465,10 @@ def fit_inverse_width(widths, y, yerr, powers: Sequence[int] = (0, 1)) -> dict[i
 
 @dataclass(frozen=True)
 class ResidualSlope:
-    """Result of :func:`residual_slope`: |r| = amplitude n^slope, with the slope's truncation."""
+    """Result of :func:`residual_slope`: |r| = amplitude n^slope, with the slope's truncation.
+
+    Not in the book: what a truncated 1/n expansion leaves out (e.g. beyond (4.104)).
+    """
 
     slope: Estimate
     amplitude: Estimate
@@ -459,6 +487,8 @@ def residual_slope(widths, residual, error, order: int = 2) -> ResidualSlope:
     gives the measured slope (about |c_{o+1} / (c_o n + c_{o+1})| at a single width n). A
     theory wrong at order o - 1 would leave slope -(o - 1), the alternative an honest check of
     the slope should reject.
+
+    Not in the book: a fitting utility.
     """
     n = np.asarray(widths, dtype=np.float64)
     r = np.asarray(residual, dtype=np.float64)

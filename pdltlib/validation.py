@@ -1,4 +1,7 @@
-"""Input validation shared by the library: bad input raises a ValueError naming the parameter."""
+"""Input validation shared by the library: bad input raises a ValueError naming the parameter.
+
+Not in the book: a utility.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ def covariance(K, name: str = "K") -> tuple[np.ndarray, bool]:
 
     Returns it as a symmetrized (N, N) float64 matrix and whether it was given as a scalar.
     Eigenvalues down to -1e-10 times the largest are accepted as rounding.
+
+    Not in the book: input validation for kernels K (4.8), G^(l).
     """
     try:
         kernel = np.asarray(K, dtype=np.float64)
@@ -46,6 +51,8 @@ def per_layer(value, depth: int, name: str, *, positive: bool = False) -> np.nda
 
     Raises ValueError naming ``name`` unless every entry is finite and >= 0 (> 0 with
     ``positive``) and a sequence has length ``depth``.
+
+    Not in the book: input validation for per-layer hyperparameters (2.21)-(2.22), (8.6).
     """
     values = np.asarray(value, dtype=np.float64)
     if values.ndim == 0:

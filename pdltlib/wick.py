@@ -54,7 +54,10 @@ def double_factorial(n: int) -> int:
 
 
 def count_pairings(n: int) -> int:
-    """The number of perfect pairings of n positions: (n - 1)!! for even n, 0 for odd n."""
+    """The number of perfect pairings of n positions: (n - 1)!! for even n, 0 for odd n.
+
+    Book: the number of terms of Wick's theorem (1.45).
+    """
     n = _non_negative_int(n, "n")
     return double_factorial(n - 1) if n % 2 == 0 else 0
 

@@ -200,7 +200,11 @@ def test_identical_inputs_are_exactly_one_dimensional():
         K = np.array([[a, a], [a, a]])
         one_d = activation_expectation("relu", a, (0, 0))
         assert activation_expectation("relu", K, (0, 1)) == pytest.approx(one_d, rel=1e-15)
-        assert activation_expectation("step", K, (0, 1)) == 0.5
+        # the degenerate second coordinate adds no nodes: the 1-D rule's value, bit for bit,
+        # which is 1/2 up to the rounding of its weight sum (a few ulp)
+        step_1d = activation_expectation("step", a, (0, 0))
+        assert activation_expectation("step", K, (0, 1)) == step_1d
+        assert step_1d == pytest.approx(0.5, abs=4e-16)
         assert activation_expectation("step", np.array([[a, -a], [-a, a]]), (0, 1)) == 0.0
 
 

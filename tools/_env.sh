@@ -10,5 +10,7 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
   # shellcheck disable=SC1091
   source .venv/bin/activate
 fi
+# executed chapters draw text progress bars (no browser updates widgets there)
+export PDLT_PROGRESS=text
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet -r requirements.txt -e .
