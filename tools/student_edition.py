@@ -49,6 +49,7 @@ ANSWER_TAG, CHECK_TAG = "exercise-answer", "exercise-check"
 OPENER = re.compile(r"^(`{3,})\{([\w-]+)\}\s*(.*?)\s*$")
 OPTION = re.compile(r"^:[\w-]+:")
 COLAB_LINK = re.compile(r"^\[Open in Colab\]\(.*\)\s*$", re.M)
+TITLE = re.compile(r"^# (\S+?)\. ", re.M)  # "# 8. RG flow ...", "# ∞. The end of training"
 ANSWER_LINE = re.compile(r"^((?:my_\w+\s*=\s*)+)None\b")
 
 CHECK_FILE = """\
@@ -130,7 +131,7 @@ def _block_end(lines: list[str], start: int, fence: str) -> int:
 class _Converter:
     def __init__(self, stem: str):
         self.stem = stem
-        self.chapter = int(stem[2:4])
+        self.chapter = str(int(stem[2:4]))  # until the title "# ∞. ..." says otherwise
         self.in_solution: str | None = None
         self.exercises: list[Exercise] = []
         self.removed: list[str] = []
@@ -138,6 +139,9 @@ class _Converter:
     def markdown(self, source: str) -> str:
         """Drop solutions; turn {exercise} directives into plain, Colab-readable markdown."""
         lines, out, i = source.split("\n"), [], 0
+        title = TITLE.search(source)
+        if title and not self.exercises:
+            self.chapter = title.group(1)
         while i < len(lines):
             opener = OPENER.match(lines[i])
             if not opener:
