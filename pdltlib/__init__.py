@@ -7,7 +7,10 @@ Modules, in the order of the book: ``gaussian`` (Gaussian expectations), ``wick`
 (metrics, four-point vertices, the 1/n flow), ``criticality`` (critical points, universality
 classes), ``bayes`` (Bayesian inference), ``ntk`` (the neural tangent kernel),
 ``ntk_fluctuations`` (NTK-preactivation cross-correlations and NTK variance),
-``ntk_criticality`` (NTK criticality, learning-rate equivalence), ``dntk`` (the dNTK),
+``ntk_criticality`` (NTK criticality, learning-rate equivalence), ``prediction`` (kernel
+learning at infinite width), ``models`` (a network's linear and quadratic Taylor models),
+``training`` (ensemble training), ``dntk`` (the dNTK), ``dntk_fluctuations`` (dNTK-preactivation
+cross-correlations P, Q; ddNTK means R, S, T, U), ``ddntk`` (the ddNTKs),
 ``stats`` (estimators and the honest check), ``plotting``; ``validation`` checks input,
 ``ensemble`` runs per-network computations in vmapped chunks and ``progress`` draws progress
 bars.
@@ -25,17 +28,22 @@ from pdltlib import (  # noqa: E402
     bayes,
     criticality,
     cumulants,
+    ddntk,
     dntk,
+    dntk_fluctuations,
     exact,
     gaussian,
     kernels,
+    models,
     network,
     ntk,
     ntk_criticality,
     ntk_fluctuations,
     plotting,
+    prediction,
     sampling,
     stats,
+    training,
     wick,
 )
 from pdltlib.activations import (  # noqa: E402
@@ -58,6 +66,7 @@ from pdltlib.kernels import (  # noqa: E402
 from pdltlib.network import MLPConfig, mlp  # noqa: E402
 from pdltlib.sampling import sample_preactivations  # noqa: E402
 from pdltlib.stats import Estimate, assert_checks, honest_check  # noqa: E402
+from pdltlib.training import train_ensemble  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -67,17 +76,22 @@ __all__ = [
     "bayes",
     "criticality",
     "cumulants",
+    "ddntk",
     "dntk",
+    "dntk_fluctuations",
     "exact",
     "gaussian",
     "kernels",
+    "models",
     "network",
     "ntk",
     "ntk_criticality",
     "ntk_fluctuations",
     "plotting",
+    "prediction",
     "sampling",
     "stats",
+    "training",
     "wick",
     "Activation",
     "available_activations",
@@ -100,4 +114,5 @@ __all__ = [
     "Estimate",
     "assert_checks",
     "honest_check",
+    "train_ensemble",
 ]

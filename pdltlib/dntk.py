@@ -56,9 +56,15 @@ def _learning_rates(config: MLPConfig, layer: int) -> list[dict]:
     ]
 
 
-def _layer_dntk(params, x, config: MLPConfig, layer: int, m: int) -> jax.Array:
-    """dH^(layer)[i0, i1, i2, d0, d1, d2] for the first m neurons (module docstring)."""
-    params = params[:layer]  # z^(layer) does not depend on later layers
+def _tangents(params, x, config: MLPConfig, layer: int, m: int):
+    """The pieces every NTK differential is built from (module docstring).
+
+    Returns the parameters of layers 1..layer (z^(layer) does not depend on later ones), the
+    map ``outputs(p)`` -> z^(layer)[:, :m] of shape (N_D, m), and the tangent vectors
+    u_{i;d} = lambda grad_theta z^(layer)_{i;d} as pytree leaves of shape (N_D m, *shape), row
+    d m + i.
+    """
+    params = params[:layer]
 
     def outputs(p):
         return forward(p, x, config.activation)[-1][:, :m]  # (N_D, m)
@@ -69,6 +75,12 @@ def _layer_dntk(params, x, config: MLPConfig, layer: int, m: int) -> jax.Array:
     tangents = jax.tree_util.tree_map(
         lambda j, lam: (j * lam).reshape(n_out, *j.shape[2:]), jac, rates
     )
+    return params, outputs, tangents
+
+
+def _layer_dntk(params, x, config: MLPConfig, layer: int, m: int) -> jax.Array:
+    """dH^(layer)[i0, i1, i2, d0, d1, d2] for the first m neurons (module docstring)."""
+    params, outputs, tangents = _tangents(params, x, config, layer, m)
 
     def second(ua, ub):
         """d^2 outputs / ds dt at theta + s ua + t ub: u_a^T Hess(z) u_b for every output."""
@@ -120,7 +132,7 @@ def empirical_dntk(
 
 @dataclass(frozen=True)
 class DNTKSample:
-    """An ensemble of networks at initialization: one layer's z, NTK and dNTK.
+    """An ensemble of networks at initialization: one layer's z, NTK (8.5) and dNTK (11.8).
 
     Attributes:
         z: (n_networks, N_D, n_l) preactivations z^(l) (all neurons).
@@ -160,7 +172,7 @@ def sample_dntk(
     chunk_size: int | None = None,
     progress: bool = True,
 ) -> DNTKSample:
-    """Preactivations, NTKs and dNTKs of layer l for ``n_networks`` networks at initialization.
+    """Preactivations, NTKs (8.5) and dNTKs (11.8) of layer l for ``n_networks`` networks.
 
     Network s is initialized with ``jax.random.split(key, n_networks)[s]``, as in
     :func:`pdltlib.ntk.sample_ntk` and weight sampling, so the same key gives the same networks.
