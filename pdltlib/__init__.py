@@ -10,7 +10,9 @@ classes), ``bayes`` (Bayesian inference), ``ntk`` (the neural tangent kernel),
 ``ntk_criticality`` (NTK criticality, learning-rate equivalence), ``prediction`` (kernel
 learning at infinite width), ``models`` (a network's linear and quadratic Taylor models),
 ``training`` (ensemble training), ``dntk`` (the dNTK), ``dntk_fluctuations`` (dNTK-preactivation
-cross-correlations P, Q; ddNTK means R, S, T, U), ``ddntk`` (the ddNTKs),
+cross-correlations P, Q; ddNTK means R, S, T, U), ``ddntk`` (the ddNTKs), ``six_point`` (the
+six-point vertex at order 1/n^2), ``complexity`` (counting data-dependent couplings),
+``macroscopic`` (finite-width effects of trained ensembles),
 ``stats`` (estimators and the honest check), ``plotting``; ``validation`` checks input,
 ``ensemble`` runs per-network computations in vmapped chunks and ``progress`` draws progress
 bars.
@@ -26,6 +28,7 @@ from pdltlib import (  # noqa: E402
     action,
     activations,
     bayes,
+    complexity,
     criticality,
     cumulants,
     ddntk,
@@ -34,6 +37,7 @@ from pdltlib import (  # noqa: E402
     exact,
     gaussian,
     kernels,
+    macroscopic,
     models,
     network,
     ntk,
@@ -42,6 +46,7 @@ from pdltlib import (  # noqa: E402
     plotting,
     prediction,
     sampling,
+    six_point,
     stats,
     training,
     wick,
@@ -74,6 +79,7 @@ __all__ = [
     "action",
     "activations",
     "bayes",
+    "complexity",
     "criticality",
     "cumulants",
     "ddntk",
@@ -82,6 +88,7 @@ __all__ = [
     "exact",
     "gaussian",
     "kernels",
+    "macroscopic",
     "models",
     "network",
     "ntk",
@@ -90,6 +97,7 @@ __all__ = [
     "plotting",
     "prediction",
     "sampling",
+    "six_point",
     "stats",
     "training",
     "wick",

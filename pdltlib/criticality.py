@@ -41,12 +41,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
 
-import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import brentq
 
 from pdltlib.activations import Activation, available_activations, get_activation
-from pdltlib.gaussian import activation_expectation, gaussian_expectation
+from pdltlib.gaussian import activation_expectation, bracket_derivative
 from pdltlib.kernels import chi_parallel, chi_perp, four_point_flow, kernel_flow
 from pdltlib.stats import Table
 
@@ -273,24 +272,10 @@ def _double_factorial(n: int) -> int:
 
 
 def kernel_derivative(activation: str | Activation | Callable, K: float, order: int) -> float:
-    """d^m g / dK^m at K > 0 for g(K) = <sigma sigma>_K (5.5), m = ``order`` >= 0.
-
-    Uses d^m/dK^m <F>_K = <F He_2m(z / sqrt K)>_K / (2K)^m (the m = 1 case is (5.53)), with the
-    probabilists' Hermite polynomial He_2m: no derivative of sigma is taken, so kinks are exact.
+    """d^m g / dK^m at K > 0 for g(K) = <sigma sigma>_K (5.5), m = ``order`` >= 0 (the m = 1
+    case is (5.53)); :func:`pdltlib.gaussian.bracket_derivative` with power 2, exact for kinks.
     """
-    act = get_activation(activation)
-    if not (np.isfinite(K) and K > 0):
-        raise ValueError(f"K must be a finite variance > 0, got {K}")
-    if isinstance(order, bool) or not isinstance(order, Integral) or order < 0:
-        raise ValueError(f"order must be an integer >= 0, got {order!r}")
-    he = np.polynomial.hermite_e.HermiteE.basis(2 * order)
-    scale = math.sqrt(K)
-
-    def integrand(z: np.ndarray) -> np.ndarray:
-        s = np.asarray(act.fn(jnp.asarray(z)))
-        return s * s * he(z / scale)
-
-    return gaussian_expectation(integrand, K, kinks=act.kinks) / (2 * K) ** order
+    return bracket_derivative(activation, K, 2, order)
 
 
 def _stability(a1: float) -> str:

@@ -48,7 +48,7 @@ import numpy as np
 from pdltlib.activations import Activation, get_activation
 from pdltlib.validation import covariance
 
-__all__ = ["gaussian_expectation", "activation_expectation", "normal_rule"]
+__all__ = ["gaussian_expectation", "activation_expectation", "bracket_derivative", "normal_rule"]
 
 _MAX_DIM = 3
 _DEGENERATE = 1e-14  # a Cholesky pivot (a conditional variance) below this times K_kk is zero
@@ -193,6 +193,32 @@ def activation_expectation(
 
 
 @lru_cache(maxsize=256)
+def bracket_derivative(activation: str | Activation, K: float, power: int, order: int) -> float:
+    """d^m/dK^m <sigma(z)^p>_K for z ~ N(0, K): p = ``power`` >= 1, m = ``order`` >= 0.
+
+    Computed as <sigma^p He_2m(z / sqrt K)>_K / (2 K)^m (He: probabilists' Hermite
+    polynomial), which takes no derivative of sigma and is exact for kinked activations. For
+    p = 2 it is the derivative g^(m)(K) of the kernel map (5.5) (the m = 1 case is (5.53)); p = 4
+    and 6 enter the six-point recursion of :mod:`pdltlib.six_point`.
+    """
+    act = get_activation(activation)
+    k = float(K)
+    if not (np.isfinite(k) and k > 0):
+        raise ValueError(f"K must be a finite variance > 0, got {K!r}")
+    for value, name in ((power, "power"), (order, "order")):
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    if power < 1:
+        raise ValueError(f"power must be >= 1, got {power}")
+    he = np.polynomial.hermite_e.HermiteE.basis(2 * order)
+    scale = math.sqrt(k)
+
+    def integrand(z: np.ndarray) -> np.ndarray:
+        return np.asarray(act.fn(jnp.asarray(z))) ** power * he(z / scale)
+
+    return gaussian_expectation(integrand, k, kinks=act.kinks) / (2 * k) ** order
+
+
 def _product_integrand(act: Activation, factors: tuple) -> Callable[[np.ndarray], np.ndarray]:
     """The integrand z -> prod of sigma^(n)(z[:, column])^power over ((column, n), power).
 
