@@ -2,20 +2,20 @@
 Theory* (Roberts, Yaida & Hanin, arXiv:2106.10165).
 
 Modules, in the order of the book: ``gaussian`` (Gaussian expectations), ``wick``,
-``cumulants``, ``action`` (nearly-Gaussian distributions), ``activations``, ``network``
-(MLPs), ``sampling`` (ensembles), ``exact`` (exact finite-width results), ``kernels``
-(metrics, four-point vertices, the 1/n flow), ``criticality`` (critical points, universality
-classes), ``bayes`` (Bayesian inference), ``ntk`` (the neural tangent kernel),
-``ntk_fluctuations`` (NTK-preactivation cross-correlations and NTK variance),
-``ntk_criticality`` (NTK criticality, learning-rate equivalence), ``prediction`` (kernel
-learning at infinite width), ``models`` (a network's linear and quadratic Taylor models),
-``training`` (ensemble training), ``dntk`` (the dNTK), ``dntk_fluctuations`` (dNTK-preactivation
-cross-correlations P, Q; ddNTK means R, S, T, U), ``ddntk`` (the ddNTKs), ``six_point`` (the
-six-point vertex at order 1/n^2), ``complexity`` (counting data-dependent couplings),
-``macroscopic`` (finite-width effects of trained ensembles),
-``stats`` (estimators and the honest check), ``plotting``; ``validation`` checks input,
-``ensemble`` runs per-network computations in vmapped chunks and ``progress`` draws progress
-bars.
+``cumulants``, ``action`` (nearly-Gaussian distributions), ``activations``, ``network`` (MLPs),
+``sampling`` (ensembles), ``exact`` (exact finite-width results), ``kernels`` (metrics, four-
+point vertices, the 1/n flow), ``criticality`` (critical points, universality classes),
+``bayes`` (Bayesian inference), ``ntk`` (the neural tangent kernel), ``ntk_fluctuations`` (NTK-
+preactivation cross-correlations and NTK variance), ``ntk_criticality`` (NTK criticality,
+learning-rate equivalence), ``prediction`` (kernel learning at infinite width), ``models`` (a
+network's linear and quadratic Taylor models), ``training`` (ensemble training), ``dntk`` (the
+dNTK), ``dntk_fluctuations`` (dNTK-preactivation cross-correlations P, Q; ddNTK means R, S, T,
+U), ``ddntk`` (the ddNTKs), ``end_of_training`` (the finite-width solution of training and its
+mean at order 1/n), ``six_point`` (the six-point vertex at order 1/n^2), ``complexity``
+(counting data-dependent couplings), ``macroscopic`` (finite-width effects of trained
+ensembles), ``stats`` (estimators and the honest check), ``plotting``; ``validation`` checks
+input, ``ensemble`` runs per-network computations in vmapped chunks and ``progress`` draws
+progress bars.
 
 Importing pdltlib turns on JAX's float64 mode: theory values are computed in double precision.
 """
@@ -34,6 +34,7 @@ from pdltlib import (  # noqa: E402
     ddntk,
     dntk,
     dntk_fluctuations,
+    end_of_training,
     exact,
     gaussian,
     kernels,
@@ -85,6 +86,7 @@ __all__ = [
     "ddntk",
     "dntk",
     "dntk_fluctuations",
+    "end_of_training",
     "exact",
     "gaussian",
     "kernels",
