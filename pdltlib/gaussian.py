@@ -192,7 +192,6 @@ def activation_expectation(
     return gaussian_expectation(integrand, sub_kernel, kinks=act.kinks, **quadrature_options)
 
 
-@lru_cache(maxsize=256)
 def bracket_derivative(activation: str | Activation, K: float, power: int, order: int) -> float:
     """d^m/dK^m <sigma(z)^p>_K for z ~ N(0, K): p = ``power`` >= 1, m = ``order`` >= 0.
 
@@ -219,6 +218,7 @@ def bracket_derivative(activation: str | Activation, K: float, power: int, order
     return gaussian_expectation(integrand, k, kinks=act.kinks) / (2 * k) ** order
 
 
+@lru_cache(maxsize=256)
 def _product_integrand(act: Activation, factors: tuple) -> Callable[[np.ndarray], np.ndarray]:
     """The integrand z -> prod of sigma^(n)(z[:, column])^power over ((column, n), power).
 
