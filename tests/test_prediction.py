@@ -35,7 +35,8 @@ def test_smooth_activations_go_through_ntk_flow():
 
 
 def test_end_of_training_is_the_kernel_formula():
-    z0 = RNG.normal(size=(6, 2))
+    rng = np.random.default_rng(100)
+    z0 = rng.normal(size=(6, 2))
     inv = np.linalg.inv(THETA[:N_A, :N_A])
     expected = z0 - THETA[:, :N_A] @ inv @ (z0[:N_A] - Y)  # (10.39), brute force
     np.testing.assert_allclose(pr.trained_outputs(THETA, z0, Y), expected, rtol=1e-12)
@@ -44,7 +45,8 @@ def test_end_of_training_is_the_kernel_formula():
 
 
 def test_finite_steps_are_gradient_descent_with_the_frozen_ntk():
-    z = z0 = RNG.normal(size=(3, 6, 2))  # three networks at once
+    rng = np.random.default_rng(101)
+    z = z0 = rng.normal(size=(3, 6, 2))  # three networks at once
     for t in range(1, 26):
         z = pr.kernel_step(THETA, z, Y, ETA)  # (10.3), one step at a time
         if t in (1, 7, 25):
@@ -54,7 +56,8 @@ def test_finite_steps_are_gradient_descent_with_the_frozen_ntk():
 
 
 def test_long_training_reaches_the_newton_solution():
-    z0 = RNG.normal(size=(6, 2))
+    rng = np.random.default_rng(102)
+    z0 = rng.normal(size=(6, 2))
     newton = pr.kernel_step(THETA, z0, Y, 1.0, kappa=np.linalg.inv(THETA[:N_A, :N_A]))  # (10.31)
     np.testing.assert_allclose(newton, pr.trained_outputs(THETA, z0, Y), rtol=1e-11, atol=1e-13)
     lam = np.linalg.eigvalsh(THETA[:N_A, :N_A])
@@ -64,14 +67,15 @@ def test_long_training_reaches_the_newton_solution():
 
 
 def test_algorithm_independence():
+    rng = np.random.default_rng(103)
     # (10.33)-(10.35): any sequence of steps (learning rates, Newton tensors, SGD minibatches)
     # followed by one Newton step ends where one Newton step from the start does
-    z0 = RNG.normal(size=(6, 2))
+    z0 = rng.normal(size=(6, 2))
     z = z0
     for t in range(12):
-        a = RNG.normal(size=(N_A, N_A))
-        kappa = (a @ a.T) if t % 3 == 0 else np.diag(RNG.random(N_A) < 0.5).astype(float)
-        z = pr.kernel_step(THETA, z, Y, RNG.uniform(0.01, 0.3), kappa=kappa)
+        a = rng.normal(size=(N_A, N_A))
+        kappa = (a @ a.T) if t % 3 == 0 else np.diag(rng.random(N_A) < 0.5).astype(float)
+        z = pr.kernel_step(THETA, z, Y, rng.uniform(0.01, 0.3), kappa=kappa)
     newton = np.linalg.inv(THETA[:N_A, :N_A])
     np.testing.assert_allclose(pr.kernel_step(THETA, z, Y, 1.0, kappa=newton),
                                pr.kernel_step(THETA, z0, Y, 1.0, kappa=newton),
@@ -89,8 +93,9 @@ def test_covariance_is_the_books_10_41():
 
 
 def test_covariance_at_step_t_is_that_of_the_sampled_outputs():
+    rng = np.random.default_rng(104)
     # exact Gaussian initial outputs through the exact linear map: Monte Carlo with 4.5 sigma
-    z0 = RNG.multivariate_normal(np.zeros(6), K, size=(20000, 1)).transpose(0, 2, 1)
+    z0 = rng.multivariate_normal(np.zeros(6), K, size=(20000, 1)).transpose(0, 2, 1)
     z = pr.trained_outputs(THETA, z0, Y[:, :1], eta=ETA, steps=9)[:, :, 0]
     cov = pr.prediction_covariance(THETA, K, N_A, eta=ETA, steps=9)
     centered = z - z.mean(0)
@@ -100,19 +105,21 @@ def test_covariance_at_step_t_is_that_of_the_sampled_outputs():
 
 
 def test_bias_variance_decomposition_10_52():
-    y_test = RNG.normal(size=(2, 2))
+    rng = np.random.default_rng(105)
+    y_test = rng.normal(size=(2, 2))
     parts = pr.bias_variance(THETA, K, Y, y_test)
     mean = pr.kernel_prediction(THETA, Y)[N_A:]
     cov = pr.prediction_covariance(THETA, K, N_A)[N_A:, N_A:]
     assert parts.bias == pytest.approx(0.5 * np.sum((mean - y_test) ** 2), rel=1e-12)
     assert parts.variance == pytest.approx(0.5 * 2 * np.trace(cov), rel=1e-12)
-    z0 = RNG.multivariate_normal(np.zeros(6), K, size=(40000, 2)).transpose(0, 2, 1)
+    z0 = rng.multivariate_normal(np.zeros(6), K, size=(40000, 2)).transpose(0, 2, 1)
     loss = 0.5 * np.sum((pr.trained_outputs(THETA, z0, Y)[:, N_A:] - y_test) ** 2, axis=(1, 2))
     assert abs(loss.mean() - parts.total) <= 4.5 * loss.std() / np.sqrt(loss.size)
 
 
 def test_prediction_derivative_is_the_directional_derivative():
-    a = RNG.normal(size=(6, 6))
+    rng = np.random.default_rng(106)
+    a = rng.normal(size=(6, 6))
     tangent = a + a.T
     eps = 1e-6
     numeric = (pr.kernel_prediction(THETA + eps * tangent, Y)
@@ -124,12 +131,13 @@ def test_prediction_derivative_is_the_directional_derivative():
 
 
 def test_stacked_ntks_are_one_per_network():
-    a = RNG.normal(size=(3, 6, 6)) * 0.2
+    rng = np.random.default_rng(107)
+    a = rng.normal(size=(3, 6, 6)) * 0.2
     thetas = THETA + a @ a.transpose(0, 2, 1)  # three positive definite NTKs
     stacked = pr.transfer_matrix(thetas, N_A, eta=ETA, steps=5)
     for s in range(3):
         np.testing.assert_allclose(stacked[s], pr.transfer_matrix(thetas[s], N_A, eta=ETA, steps=5))
-    z0 = RNG.normal(size=(3, 6, 2))
+    z0 = rng.normal(size=(3, 6, 2))
     out = pr.trained_outputs(thetas, z0, Y)
     np.testing.assert_allclose(out[1], pr.trained_outputs(thetas[1], z0[1], Y), rtol=1e-12)
 

@@ -3,18 +3,18 @@ import pytest
 
 from pdltlib import stats
 
-RNG = np.random.default_rng(0)
-
 
 def test_mean_estimate_standard_error():
-    x = RNG.normal(1.0, 2.0, size=40_000)
+    rng = np.random.default_rng(200)
+    x = rng.normal(1.0, 2.0, size=40_000)
     est = stats.mean_estimate(x)
     assert abs(est.stderr - 2.0 / np.sqrt(x.size)) < 0.02 * est.stderr
     assert abs(est.value - 1.0) < 4.5 * est.stderr
 
 
 def test_jackknife_of_a_mean_is_the_mean():
-    x = RNG.normal(size=(500, 3))
+    rng = np.random.default_rng(201)
+    x = rng.normal(size=(500, 3))
     jk = stats.jackknife(lambda m: m, x, n_blocks=500)
     plain = stats.mean_estimate(x)
     np.testing.assert_allclose(jk.value, plain.value, rtol=1e-12)
@@ -22,13 +22,15 @@ def test_jackknife_of_a_mean_is_the_mean():
 
 
 def test_jackknife_removes_the_bias_of_a_square():
+    rng = np.random.default_rng(202)
     # E[(mean x)^2] = mu^2 + sigma^2/N: the plug-in estimate is biased, the jackknife is not
-    values = [stats.jackknife(lambda m: m**2, RNG.normal(0.0, 1.0, 20)).value for _ in range(4000)]
+    values = [stats.jackknife(lambda m: m**2, rng.normal(0.0, 1.0, 20)).value for _ in range(4000)]
     assert abs(np.mean(values)) < 4.5 * np.std(values) / np.sqrt(len(values))
 
 
 def test_four_point_estimators_vanish_for_gaussian_neurons():
-    z = RNG.normal(size=(4000, 2, 16))
+    rng = np.random.default_rng(203)
+    z = rng.normal(size=(4000, 2, 16))
     pairs = stats.connected_four_point_pairs(z)
     same = stats.connected_four_point_same_neuron(z)
     assert np.all(np.abs(pairs.value) < 4.5 * pairs.stderr)
@@ -38,8 +40,9 @@ def test_four_point_estimators_vanish_for_gaussian_neurons():
 def test_four_point_estimators_on_a_random_variance_model():
     """z_i = sqrt(g) xi_i with g random per network: connected pair correlator = Var(g),
     same-neuron connected correlator = 3 Var(g) (exactly)."""
-    g = RNG.choice([0.5, 1.5], size=(20_000, 1, 1))
-    z = np.sqrt(g) * RNG.normal(size=(20_000, 1, 8))
+    rng = np.random.default_rng(204)
+    g = rng.choice([0.5, 1.5], size=(20_000, 1, 1))
+    z = np.sqrt(g) * rng.normal(size=(20_000, 1, 8))
     pairs = stats.connected_four_point_pairs(z)[0, 0, 0, 0]
     same = stats.connected_four_point_same_neuron(z)[0, 0, 0, 0]
     assert abs(pairs.value - 0.25) < 4.5 * pairs.stderr
@@ -48,7 +51,8 @@ def test_four_point_estimators_on_a_random_variance_model():
 
 
 def test_two_point():
-    z = RNG.normal(size=(3000, 2, 5)) * np.array([1.0, 2.0])[None, :, None]
+    rng = np.random.default_rng(205)
+    z = rng.normal(size=(3000, 2, 5)) * np.array([1.0, 2.0])[None, :, None]
     tp = stats.two_point(z)
     np.testing.assert_array_less(np.abs(tp.value - np.diag([1.0, 4.0])), 4.5 * tp.stderr)
 
@@ -121,20 +125,22 @@ def test_bad_input(call, match):
 
 
 def test_excess_kurtosis():
-    gaussian = stats.excess_kurtosis(RNG.normal(size=(4000, 2, 8)))
+    rng = np.random.default_rng(206)
+    gaussian = stats.excess_kurtosis(rng.normal(size=(4000, 2, 8)))
     assert np.all(np.abs(gaussian.value) < 4.5 * gaussian.stderr)
     # random-variance model: E[z^4]/E[z^2]^2 - 3 = 3 Var(g)/E[g]^2 = 3 * 0.25 / 1
-    g = RNG.choice([0.5, 1.5], size=(20_000, 1, 1))
-    est = stats.excess_kurtosis(np.sqrt(g) * RNG.normal(size=(20_000, 1, 8)))[0]
+    g = rng.choice([0.5, 1.5], size=(20_000, 1, 1))
+    est = stats.excess_kurtosis(np.sqrt(g) * rng.normal(size=(20_000, 1, 8)))[0]
     assert abs(est.value - 0.75) < 4.5 * est.stderr
 
 
 def test_normalized_six_point_triples():
-    gaussian = stats.normalized_six_point_triples(RNG.normal(size=(4000, 1, 6)))
+    rng = np.random.default_rng(207)
+    gaussian = stats.normalized_six_point_triples(rng.normal(size=(4000, 1, 6)))
     assert abs(gaussian.value) < 4.5 * gaussian.stderr
     # random-variance model z = sqrt(g) xi: the normalized six-point is kappa_3(g) / E[g]^3
-    g = RNG.choice([0.25, 1.75], p=[0.75, 0.25], size=(40_000, 1, 1))  # skewed, mean 0.625
-    est = stats.normalized_six_point_triples(np.sqrt(g) * RNG.normal(size=(40_000, 1, 6)))
+    g = rng.choice([0.25, 1.75], p=[0.75, 0.25], size=(40_000, 1, 1))  # skewed, mean 0.625
+    est = stats.normalized_six_point_triples(np.sqrt(g) * rng.normal(size=(40_000, 1, 6)))
     mean = 0.625
     third = 0.75 * (0.25 - mean) ** 3 + 0.25 * (1.75 - mean) ** 3
     assert abs(est.value - third / mean**3) < 4.5 * est.stderr
