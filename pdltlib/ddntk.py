@@ -42,13 +42,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pdltlib.dntk import _learning_rates, _tangents
+from pdltlib.dntk import _learning_rates, _one_network_arguments, _tangents
 from pdltlib.ensemble import map_networks
 from pdltlib.network import MLPConfig, check_inputs, init_params
 from pdltlib.ntk import (
     _check_layer,
     _check_neurons,
-    _check_params,
     _split_config,
     _with_hyperparameters,
 )
@@ -131,12 +130,7 @@ def empirical_ddntk(
         (ddIH, ddIIH), each of shape (m, m, m, m, N_D, N_D, N_D, N_D), indexed
         ddIH[i0, i1, i2, i3, d0, d1, d2, d3] and ddIIH[i1, i2, i3, i4, d1, d2, d3, d4].
     """
-    x = check_inputs(config, x)
-    _check_params(params, config)
-    layer = _check_layer(layer, config)
-    neurons = _check_neurons(neurons, config, (layer,))
-    m = config.widths[layer] if neurons is None else neurons
-    structure, hyper = _split_config(config)
+    x, layer, m, structure, hyper = _one_network_arguments(params, x, config, layer, neurons)
     return _network_ddntks(params, x, hyper, structure, layer, m)
 
 

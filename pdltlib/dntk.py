@@ -121,13 +121,20 @@ def empirical_dntk(
     Returns:
         dH of shape (m, m, m, N_D, N_D, N_D), indexed dH[i0, i1, i2, d0, d1, d2].
     """
+    x, layer, m, structure, hyper = _one_network_arguments(params, x, config, layer, neurons)
+    return _network_dntk(params, x, hyper, structure, layer, m)
+
+
+def _one_network_arguments(params, x, config: MLPConfig, layer, neurons):
+    """Validated arguments of an empirical NTK differential of one network: the inputs, the
+    layer, the number m of kept neurons, and the static and traced parts of ``config``."""
     x = check_inputs(config, x)
     _check_params(params, config)
     layer = _check_layer(layer, config)
     neurons = _check_neurons(neurons, config, (layer,))
     m = config.widths[layer] if neurons is None else neurons
     structure, hyper = _split_config(config)
-    return _network_dntk(params, x, hyper, structure, layer, m)
+    return x, layer, m, structure, hyper
 
 
 @dataclass(frozen=True)
