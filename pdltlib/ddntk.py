@@ -42,12 +42,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pdltlib.dntk import _learning_rates, _one_network_arguments, _tangents
+from pdltlib.dntk import _kept_neurons, _learning_rates, _one_network_arguments, _tangents
 from pdltlib.ensemble import map_networks
-from pdltlib.network import MLPConfig, check_inputs, init_params
+from pdltlib.network import MLPConfig, init_params
 from pdltlib.ntk import (
-    _check_layer,
-    _check_neurons,
     _split_config,
     _with_hyperparameters,
 )
@@ -184,10 +182,7 @@ def sample_ddntk(
         chunk_size: networks per vmapped chunk (default from a 64 MiB working budget).
         progress: show a progress bar (it appears only after 3 seconds).
     """
-    x = check_inputs(config, x)
-    layer = _check_layer(layer, config)
-    neurons = _check_neurons(neurons, config, (layer,))
-    m = config.widths[layer] if neurons is None else neurons
+    x, layer, m = _kept_neurons(config, x, layer, neurons)
     if chunk_size is None:
         n_t = m * x.shape[0]
         weights = sum(a * b + b for a, b in zip(config.widths[:-1], config.widths[1:], strict=True))

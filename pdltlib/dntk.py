@@ -125,16 +125,20 @@ def empirical_dntk(
     return _network_dntk(params, x, hyper, structure, layer, m)
 
 
+def _kept_neurons(config: MLPConfig, x, layer, neurons) -> tuple[jax.Array, int, int]:
+    """Validated inputs, layer l and number m of kept neurons of an NTK differential."""
+    x = check_inputs(config, x)
+    layer = _check_layer(layer, config)
+    neurons = _check_neurons(neurons, config, (layer,))
+    return x, layer, config.widths[layer] if neurons is None else neurons
+
+
 def _one_network_arguments(params, x, config: MLPConfig, layer, neurons):
     """Validated arguments of an empirical NTK differential of one network: the inputs, the
     layer, the number m of kept neurons, and the static and traced parts of ``config``."""
-    x = check_inputs(config, x)
     _check_params(params, config)
-    layer = _check_layer(layer, config)
-    neurons = _check_neurons(neurons, config, (layer,))
-    m = config.widths[layer] if neurons is None else neurons
-    structure, hyper = _split_config(config)
-    return x, layer, m, structure, hyper
+    x, layer, m = _kept_neurons(config, x, layer, neurons)
+    return (x, layer, m, *_split_config(config))
 
 
 @dataclass(frozen=True)
@@ -196,10 +200,7 @@ def sample_dntk(
         chunk_size: networks per vmapped chunk (default from a 64 MiB working budget).
         progress: show a progress bar (it appears only after 3 seconds).
     """
-    x = check_inputs(config, x)
-    layer = _check_layer(layer, config)
-    neurons = _check_neurons(neurons, config, (layer,))
-    m = config.widths[layer] if neurons is None else neurons
+    x, layer, m = _kept_neurons(config, x, layer, neurons)
     n_inputs = x.shape[0]
     if chunk_size is None:
         weights = sum(a * b for a, b in zip(config.widths[:-1], config.widths[1:], strict=True))

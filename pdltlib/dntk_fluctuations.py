@@ -61,6 +61,7 @@ activation's kinks) over the whole input space, at most two inputs.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -78,18 +79,25 @@ __all__ = ["DNTKFluctuationFlow", "dntk_fluctuation_flow"]
 
 @dataclass(frozen=True)
 class DNTKFluctuationFlow:
-    """K, Theta, B, F and the differentials' statistics P, Q (11.45) and R, S, T, U (∞.11)-(∞.12),
-    at layers l = 1..depth (index l - 1).
+    """The NTK statistics it is built on (every field of
+    :class:`pdltlib.ntk_fluctuations.NTKFluctuationFlow`: K, Theta, V, D, F, A, B, H1) and the
+    differentials' statistics P, Q (11.45) and R, S, T, U (∞.11)-(∞.12), at layers l = 1..depth
+    (index l - 1). Carrying the NTK statistics lets one flow serve every consumer of both (the
+    trained mean of :mod:`pdltlib.end_of_training` reads Theta, K, H1, A, B from it).
 
-    Shapes (depth,) for a single input given as a vector, otherwise (depth, N_D, N_D) for K and
-    Theta and (depth, N_D, N_D, N_D, N_D) for the rest, indexed as the book's subscripts (module
-    docstring). R, S, T, U are None unless requested with ``ddntk=True``.
+    Shapes (depth,) for a single input given as a vector, otherwise (depth, N_D, N_D) for K,
+    Theta and H1 and (depth, N_D, N_D, N_D, N_D) for the rest, indexed as the book's subscripts
+    (module docstring). R, S, T, U are None unless requested with ``ddntk=True``.
     """
 
     K: np.ndarray
     Theta: np.ndarray
-    B: np.ndarray
+    V: np.ndarray
+    D: np.ndarray
     F: np.ndarray
+    A: np.ndarray
+    B: np.ndarray
+    H1: np.ndarray
     P: np.ndarray
     Q: np.ndarray
     R: np.ndarray | None = None
@@ -318,4 +326,4 @@ def dntk_fluctuation_flow(
         result["U"] = np.einsum("lacdb->labcd", result.pop("Y"))
     if scalar:
         result = {name: value.reshape(depth) for name, value in result.items()}
-    return DNTKFluctuationFlow(K=ntk.K, Theta=ntk.Theta, B=ntk.B, F=ntk.F, **result)
+    return DNTKFluctuationFlow(**dataclasses.asdict(ntk), **result)

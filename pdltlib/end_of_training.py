@@ -679,7 +679,7 @@ class MeanPrediction:
         """The 1/n coefficient of the mean of network minus linear model (NTK differentials)."""
         if self.dntk is None:
             raise ValueError(
-                "no dNTK/ddNTK statistics were given (dntk_stats=None): only the linear-model "
+                "no dNTK/ddNTK statistics were given (an NTK flow): only the linear-model "
                 "part of the mean is available"
             )
         return self.dntk + self.ddntk_1 + self.ddntk_2
@@ -721,8 +721,7 @@ def _delta_sum(specs, tensors, n_out):
 
 
 def mean_prediction(
-    ntk_stats,
-    dntk_stats,
+    stats,
     y_train,
     *,
     eta: float | None = None,
@@ -748,11 +747,11 @@ def mean_prediction(
     algorithm projectors at the frozen NTK (the terms of (∞.158)-(∞.160)).
 
     Args:
-        ntk_stats: :func:`pdltlib.ntk_fluctuations.ntk_fluctuation_flow` of the inputs D (its
-            last layer is used: K, Theta, H1, A, B).
-        dntk_stats: :func:`pdltlib.dntk_fluctuations.dntk_fluctuation_flow` of the same inputs
-            and hyperparameters with ``ddntk=True`` (P, Q, R, S, T, U), or None for the
-            linear-model part alone (e.g. ReLU, whose ddNTK statistics diverge, section ∞.1).
+        stats: the statistics of the inputs D, last layer used:
+            :func:`pdltlib.dntk_fluctuations.dntk_fluctuation_flow` with ``ddntk=True`` (it
+            carries K, Theta, H1, A, B and adds P, Q, R, S, T, U) for every part, or
+            :func:`pdltlib.ntk_fluctuations.ntk_fluctuation_flow` for the linear-model part
+            alone (e.g. ReLU, whose ddNTK statistics diverge, section ∞.1).
         y_train: labels (N_A, n_L); the first N_A inputs of D are the training set.
         eta: learning rate of gradient descent (0 = gradient flow), for that algorithm.
         algorithm: "gradient descent" or "newton" (see :func:`trained_output`).
@@ -760,13 +759,13 @@ def mean_prediction(
     Returns:
         :class:`MeanPrediction`.
     """
-    theta = np.asarray(getattr(ntk_stats, "Theta", None), dtype=np.float64)
+    theta = np.asarray(getattr(stats, "Theta", None), dtype=np.float64)
     if theta.ndim != 3 or theta.shape[1] != theta.shape[2]:
-        raise ValueError("ntk_stats must be an NTKFluctuationFlow of inputs x of shape (N_D, n_0)")
+        raise ValueError("stats must be a statistics flow of inputs x of shape (N_D, n_0)")
     n_in = theta.shape[1]
     theta = theta[-1]
-    k, h1 = (_statistic(ntk_stats, name, (n_in, n_in)) for name in ("K", "H1"))
-    a4, b4 = (_statistic(ntk_stats, name, (n_in,) * 4) for name in ("A", "B"))
+    k, h1 = (_statistic(stats, name, (n_in, n_in)) for name in ("K", "H1"))
+    a4, b4 = (_statistic(stats, name, (n_in,) * 4) for name in ("A", "B"))
     y = np.asarray(y_train, dtype=np.float64)
     y = y[:, None] if y.ndim == 1 else y
     if y.ndim != 2 or not 1 <= y.shape[0] < n_in + 1 or not np.all(np.isfinite(y)):
@@ -789,11 +788,9 @@ def mean_prediction(
         "ntk_mean": kernel_prediction_derivative(theta, h1, y),
         "ntk_fluctuation": fluct.reshape(shape),
     }
-    if dntk_stats is None:
+    if getattr(stats, "P", None) is None:  # an NTK flow: no differentials
         return MeanPrediction(**linear)
-    if not np.allclose(np.asarray(dntk_stats.Theta)[-1], theta, rtol=1e-12, atol=1e-14):
-        raise ValueError("ntk_stats and dntk_stats must describe the same network and inputs")
-    p4, q4, r4, s4, t4, u4 = (_statistic(dntk_stats, name, (n_in,) * 4) for name in "PQRSTU")
+    p4, q4, r4, s4, t4, u4 = (_statistic(stats, name, (n_in,) * 4) for name in "PQRSTU")
     proj = _projectors(algorithm, _training_block(g, n, "Theta"), eta)
     k_flat = _kron_outputs(k, n_out)[a, a]
     # E[dH_{p0p1p2} z_{p3}] (11.45), E[ddIH] (∞.11), E[ddIIH] (∞.12) as flat tensors

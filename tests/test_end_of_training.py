@@ -204,7 +204,7 @@ def test_mean_prediction_is_the_books_single_input_formulas(n_out):
     f = _flows(2, rng)
     y = rng.normal(size=(1, n_out))
     eta = 0.4 / f.Theta[-1][0, 0]
-    mp = eot.mean_prediction(f, f, y, eta=eta)
+    mp = eot.mean_prediction(f, y, eta=eta)
     book = _book_single_input_mean(f, y, eta)
     for d in range(2):
         for k, part in enumerate(("ntk_fluctuation", "dntk", "ddntk_1", "ddntk_2")):
@@ -224,7 +224,7 @@ def test_mean_free_part_is_the_average_of_the_exact_free_solution():
     f.B[-1] = 0.0
     f.H1[-1] = 0.0
     y = rng.normal(size=(n_train, 1))
-    mp = eot.mean_prediction(f, f, y, eta=0.0)
+    mp = eot.mean_prediction(f, y, eta=0.0)
     nodes, weights = np.polynomial.hermite_e.hermegauss(12)
     weights = weights / weights.sum()
     width = 1e6  # s^2 = 1/n
@@ -265,7 +265,7 @@ def test_mean_interaction_is_the_average_of_the_universal_form():
         np.broadcast_to(ddih, (len(z), 1, 1, 1, 1) + (n_in,) * 4),
         np.broadcast_to(ddiih, (len(z), 1, 1, 1, 1) + (n_in,) * 4), y, eta=eta, mean_ntk=th,
     )  # fmt: skip
-    mp = eot.mean_prediction(f, f, y, eta=eta)
+    mp = eot.mean_prediction(f, y, eta=eta)
     for part in ("dntk", "ddntk_1", "ddntk_2"):
         pairs = (getattr(sol, part)[:half, 1, 0] + getattr(sol, part)[half:, 1, 0]) / 2
         error = pairs.std() / np.sqrt(half)
@@ -295,7 +295,7 @@ def test_mean_interaction_is_the_average_of_the_universal_form():
         (lambda: eot.gradient_descent_projectors(-np.eye(2), 0.1), "positive definite"),
         (lambda: eot.gradient_descent_projectors(np.eye(2), np.inf), "eta"),
         (lambda: eot.newton_projectors(np.ones(3)), "ntk_train"),
-        (lambda: eot.mean_prediction(object(), object(), Y), "ntk_stats"),
+        (lambda: eot.mean_prediction(object(), Y), "stats"),
     ],
 )
 def test_bad_input_names_the_parameter(call, match):
@@ -307,9 +307,9 @@ def test_mean_prediction_needs_the_ddntk_statistics_and_a_positive_width():
     f = _flows(2, np.random.default_rng(7))
     missing = SimpleNamespace(**{**vars(f), "R": None})
     with pytest.raises(ValueError, match="R"):
-        eot.mean_prediction(f, missing, np.array([[1.0]]), eta=0.1)
+        eot.mean_prediction(missing, np.array([[1.0]]), eta=0.1)
     with pytest.raises(ValueError, match="width"):
-        eot.mean_prediction(f, f, np.array([[1.0]]), eta=0.1).at(0)
+        eot.mean_prediction(f, np.array([[1.0]]), eta=0.1).at(0)
 
 
 def test_one_network_matches_real_training_to_the_next_order():
