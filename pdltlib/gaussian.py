@@ -46,9 +46,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from pdltlib.activations import Activation, get_activation
-from pdltlib.validation import covariance
+from pdltlib.validation import covariance, positive_variance
 
-__all__ = ["gaussian_expectation", "activation_expectation", "bracket_derivative", "normal_rule"]
+__all__ = [
+    "gaussian_expectation",
+    "activation_expectation",
+    "bracket_derivative",
+    "normal_rule",
+]
 
 _MAX_DIM = 3
 _DEGENERATE = 1e-14  # a Cholesky pivot (a conditional variance) below this times K_kk is zero
@@ -201,9 +206,7 @@ def bracket_derivative(activation: str | Activation, K: float, power: int, order
     and 6 enter the six-point recursion of :mod:`pdltlib.six_point`.
     """
     act = get_activation(activation)
-    k = float(K)
-    if not (np.isfinite(k) and k > 0):
-        raise ValueError(f"K must be a finite variance > 0, got {K!r}")
+    k = positive_variance(K)
     for value, name in ((power, "power"), (order, "order")):
         if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")

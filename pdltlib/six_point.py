@@ -67,6 +67,7 @@ from pdltlib.exact import scale_invariant_constants
 from pdltlib.gaussian import bracket_derivative
 from pdltlib.kernels import _hyperparameters, _width_ratios, preactivation_flow
 from pdltlib.stats import Estimate, jackknife
+from pdltlib.validation import positive_variance
 
 __all__ = [
     "SixPointFlow",
@@ -77,13 +78,6 @@ __all__ = [
     "stochastic_metric",
     "six_point_from_metric",
 ]
-
-
-def _positive_variance(K) -> float:
-    k = float(K)
-    if not (np.isfinite(k) and k > 0):
-        raise ValueError(f"K must be a finite variance > 0, got {K!r}")
-    return k
 
 
 def _six_point_step(
@@ -149,7 +143,7 @@ def six_point_flow(
     act = get_activation(activation)
     _, c_w = _hyperparameters(C_b, C_W, depth)
     ratios = _width_ratios(widths, depth)
-    k1 = _positive_variance(K1)
+    k1 = positive_variance(K1, "K1")
     if not isinstance(curvature, bool):
         raise ValueError(f"curvature must be True or False, got {curvature!r}")
     flow = preactivation_flow(act, C_b, C_W, k1, depth, widths, nlo=False)

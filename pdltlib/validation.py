@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["covariance", "per_layer", "SYMMETRY_TOLERANCE", "PSD_TOLERANCE"]
+__all__ = ["covariance", "per_layer", "positive_variance", "SYMMETRY_TOLERANCE", "PSD_TOLERANCE"]
 
 SYMMETRY_TOLERANCE = 1e-12  # relative asymmetry accepted as rounding
 PSD_TOLERANCE = 1e-10  # eigenvalues above -this * max eigenvalue are rounding
@@ -66,3 +66,14 @@ def per_layer(value, depth: int, name: str, *, positive: bool = False) -> np.nda
             f"{name} must be {'> 0' if positive else '>= 0'} in every layer, got {value}"
         )
     return values
+
+
+def positive_variance(K, name: str = "K") -> float:
+    """``K`` as a float, or a ValueError naming ``name`` unless it is a finite variance > 0.
+
+    Not in the book: input validation (variances K of (4.8), (5.5)).
+    """
+    k = float(K)
+    if not (np.isfinite(k) and k > 0):
+        raise ValueError(f"{name} must be a finite variance > 0, got {K!r}")
+    return k

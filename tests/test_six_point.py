@@ -136,7 +136,7 @@ def test_bad_input_raises():
         bracket_derivative("tanh", 1.0, 2, -1)
     with pytest.raises(ValueError, match="power"):
         bracket_derivative("tanh", 1.0, 0, 1)
-    with pytest.raises(ValueError, match="K must"):
+    with pytest.raises(ValueError, match="K1 must"):  # the parameter's own name
         six_point_flow("tanh", 0.0, 1.0, 0.0, 3)
     with pytest.raises(ValueError, match="depth"):
         six_point_flow("tanh", 0.0, 1.0, 1.0, 0)
