@@ -1,21 +1,21 @@
 """pdltlib: the shared library of the executable companion to *The Principles of Deep Learning
 Theory* (Roberts, Yaida & Hanin, arXiv:2106.10165).
 
-Modules, in the order of the book: ``gaussian`` (Gaussian expectations), ``wick``,
-``cumulants``, ``action`` (nearly-Gaussian distributions), ``activations``, ``network`` (MLPs),
-``sampling`` (ensembles), ``exact`` (exact finite-width results), ``kernels`` (metrics, four-
-point vertices, the 1/n flow), ``criticality`` (critical points, universality classes),
-``bayes`` (Bayesian inference), ``ntk`` (the neural tangent kernel), ``ntk_fluctuations`` (NTK-
-preactivation cross-correlations and NTK variance), ``ntk_criticality`` (NTK criticality,
-learning-rate equivalence), ``prediction`` (kernel learning at infinite width), ``models`` (a
-network's linear and quadratic Taylor models), ``training`` (ensemble training), ``dntk`` (the
-dNTK), ``dntk_fluctuations`` (dNTK-preactivation cross-correlations P, Q; ddNTK means R, S, T,
-U), ``ddntk`` (the ddNTKs), ``end_of_training`` (the finite-width solution of training and its
-mean at order 1/n), ``six_point`` (the six-point vertex at order 1/n^2), ``complexity``
-(counting data-dependent couplings), ``macroscopic`` (finite-width effects of trained
-ensembles), ``stats`` (estimators and the honest check), ``plotting``; ``validation`` checks
-input, ``ensemble`` runs per-network computations in vmapped chunks and ``progress`` draws
-progress bars.
+Modules, in the order of the book: ``gaussian`` (Gaussian expectations), ``wick``, ``cumulants``,
+``action`` (nearly-Gaussian distributions), ``activations``, ``network`` (MLPs), ``sampling``
+(ensembles), ``exact`` (exact finite-width results), ``kernels`` (metrics, four-point vertices,
+the 1/n flow), ``criticality`` (critical points, universality classes), ``bayes`` (Bayesian
+inference), ``ntk`` (the neural tangent kernel), ``ntk_fluctuations`` (NTK-preactivation
+cross-correlations and NTK variance), ``ntk_criticality`` (NTK criticality, learning-rate
+equivalence), ``prediction`` (kernel learning at infinite width), ``models`` (a network's linear
+and quadratic Taylor models), ``training`` (ensemble training), ``dntk`` (the dNTK),
+``dntk_fluctuations`` (dNTK-preactivation cross-correlations P, Q; ddNTK means R, S, T, U),
+``ddntk`` (the ddNTKs), ``end_of_training`` (the finite-width solution of training and its mean at
+order 1/n), ``trained_covariance`` (its covariance at order 1/n), ``six_point`` (the six-point
+vertex at order 1/n^2), ``complexity`` (counting data-dependent couplings), ``macroscopic``
+(finite-width effects of trained ensembles), ``stats`` (estimators and the honest check),
+``plotting``; ``validation`` checks input, ``ensemble`` runs per-network computations in vmapped
+chunks and ``progress`` draws progress bars.
 
 Importing pdltlib turns on JAX's float64 mode: theory values are computed in double precision.
 """
@@ -49,6 +49,7 @@ from pdltlib import (  # noqa: E402
     sampling,
     six_point,
     stats,
+    trained_covariance,
     training,
     wick,
 )
@@ -101,6 +102,7 @@ __all__ = [
     "sampling",
     "six_point",
     "stats",
+    "trained_covariance",
     "training",
     "wick",
     "Activation",

@@ -156,14 +156,18 @@ class DNTKSample:
     dntk: np.ndarray
 
 
-def _one_network(key, x, config: MLPConfig, layer: int, m: int):
-    params = init_params(key, config, x.dtype)
+def _network_tensors(params, x, config: MLPConfig, layer: int, m: int):
+    """z^(layer) (all neurons), the NTK and the dNTK of the first m neurons, of one network."""
     zs = forward(params, x, config.activation)
     return (
         zs[layer - 1],
         _layer_ntk(params, x, zs, config, layer, m),
         _layer_dntk(params, x, config, layer, m),
     )
+
+
+def _one_network(key, x, config: MLPConfig, layer: int, m: int):
+    return _network_tensors(init_params(key, config, x.dtype), x, config, layer, m)
 
 
 @partial(jax.jit, static_argnames=("structure", "layer", "m"))

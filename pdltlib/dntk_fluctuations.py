@@ -80,13 +80,13 @@ __all__ = ["DNTKFluctuationFlow", "dntk_fluctuation_flow"]
 @dataclass(frozen=True)
 class DNTKFluctuationFlow:
     """The NTK statistics it is built on (every field of
-    :class:`pdltlib.ntk_fluctuations.NTKFluctuationFlow`: K, Theta, V, D, F, A, B, H1) and the
+    :class:`pdltlib.ntk_fluctuations.NTKFluctuationFlow`: K, Theta, V, D, F, A, B, H1, G1) and the
     differentials' statistics P, Q (11.45) and R, S, T, U (∞.11)-(∞.12), at layers l = 1..depth
     (index l - 1). Carrying the NTK statistics lets one flow serve every consumer of both (the
     trained mean of :mod:`pdltlib.end_of_training` reads Theta, K, H1, A, B from it).
 
     Shapes (depth,) for a single input given as a vector, otherwise (depth, N_D, N_D) for K,
-    Theta and H1 and (depth, N_D, N_D, N_D, N_D) for the rest, indexed as the book's subscripts
+    Theta, H1 and G1 and (depth, N_D, N_D, N_D, N_D) for the rest, indexed as the book's subscripts
     (module docstring). R, S, T, U are None unless requested with ``ddntk=True``.
     """
 
@@ -98,6 +98,7 @@ class DNTKFluctuationFlow:
     A: np.ndarray
     B: np.ndarray
     H1: np.ndarray
+    G1: np.ndarray
     P: np.ndarray
     Q: np.ndarray
     R: np.ndarray | None = None

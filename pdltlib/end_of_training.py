@@ -48,6 +48,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 
@@ -640,8 +641,37 @@ def perturbative_dynamics(
 # the mean prediction of the trained ensemble at order 1/n (∞.155)-(∞.160)
 
 
+class _InverseWidthParts:
+    """The parts of a 1/n expansion, kernel + correction / n_{L-1}: the shared accessors of
+    :class:`MeanPrediction` and :class:`pdltlib.trained_covariance.CovariancePrediction`, whose
+    ``linear_model`` property sums their linear-model parts."""
+
+    _quantity: ClassVar[str]
+
+    @property
+    def interaction(self) -> np.ndarray:
+        """The 1/n coefficient added by the NTK differentials (network minus linear model)."""
+        if self.dntk is None:
+            raise ValueError(
+                "no dNTK/ddNTK statistics were given (an NTK flow): only the linear-model "
+                f"part of the {self._quantity} is available"
+            )
+        return self.dntk + self.ddntk_1 + self.ddntk_2
+
+    @property
+    def correction(self) -> np.ndarray:
+        """The whole 1/n coefficient."""
+        return self.linear_model + self.interaction
+
+    def at(self, width: float) -> np.ndarray:
+        """kernel + correction / width: the value at hidden width n_{L-1} = ``width``."""
+        if isinstance(width, bool) or not isinstance(width, Real) or not width > 0:
+            raise ValueError(f"width must be a number > 0, got {width!r}")
+        return self.kernel + self.correction / width
+
+
 @dataclass(frozen=True)
-class MeanPrediction:
+class MeanPrediction(_InverseWidthParts):
     """The mean output of the fully trained ensemble on D, E[z(T)] = kernel + correction / n
     + O(1/n^2), n = n_{L-1}, each array of shape (N_D, n_L) (training inputs first).
 
@@ -668,32 +698,12 @@ class MeanPrediction:
     ddntk_1: np.ndarray | None = None
     ddntk_2: np.ndarray | None = None
     algorithm: str | None = None
+    _quantity: ClassVar[str] = "mean"
 
     @property
     def linear_model(self) -> np.ndarray:
         """The 1/n coefficient of the mean of the networks' own linear models (free part)."""
         return self.ntk_mean + self.ntk_fluctuation
-
-    @property
-    def interaction(self) -> np.ndarray:
-        """The 1/n coefficient of the mean of network minus linear model (NTK differentials)."""
-        if self.dntk is None:
-            raise ValueError(
-                "no dNTK/ddNTK statistics were given (an NTK flow): only the linear-model "
-                "part of the mean is available"
-            )
-        return self.dntk + self.ddntk_1 + self.ddntk_2
-
-    @property
-    def correction(self) -> np.ndarray:
-        """The whole 1/n coefficient."""
-        return self.linear_model + self.interaction
-
-    def at(self, width: float) -> np.ndarray:
-        """kernel + correction / width: the mean at hidden width n_{L-1} = ``width``."""
-        if isinstance(width, bool) or not isinstance(width, Real) or not width > 0:
-            raise ValueError(f"width must be a number > 0, got {width!r}")
-        return self.kernel + self.correction / width
 
 
 def _statistic(flow, name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -718,6 +728,34 @@ def _delta_sum(specs, tensors, n_out):
         neural = np.einsum(f"{pairs}->ijkl", eye, eye)
         total += np.einsum(f"ijkl,{samples}->aibjckdl", neural, x)
     return total.reshape((n_in * n_out,) * 4)
+
+
+def _ntk_variance(a4, b4, n_out: int) -> np.ndarray:
+    """n E[Delta H_{p1p2} Delta H_{p3p4}] (8.82) from A, B, as a flat (M,)*4 tensor."""
+    return _delta_sum(
+        (("ij,kl", "abcd"), ("ik,jl", "acbd"), ("il,jk", "adbc")), (a4, b4, b4), n_out
+    )
+
+
+def _ntk_preactivation(d4, f4, n_out: int) -> np.ndarray:
+    """n E[Delta H_{p1p2} z_{p3} z_{p4}] (8.67) from D, F, as a flat (M,)*4 tensor (the book's
+    D, F carry the preactivations' samples first, the NTK's last)."""
+    return _delta_sum(
+        (("ij,kl", "cdab"), ("ik,jl", "cadb"), ("il,jk", "cbda")), (d4, f4, f4), n_out
+    )
+
+
+def _dntk_preactivation(p4, q4, n_out: int) -> np.ndarray:
+    """n E[dH_{p0p1p2} z_{p3}] (11.45) from P, Q, as a flat (M,)*4 tensor."""
+    return _delta_sum(
+        (("il,jk", "abcd"), ("ij,kl", "abcd"), ("ik,jl", "acbd")), (p4, q4, q4), n_out
+    )
+
+
+def _ddntk_means(r4, s4, t4, u4, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """n E[ddIH] (∞.11) from R and n E[ddIIH] (∞.12) from S, T, U, as flat (M,)*4 tensors."""
+    specs = (("ij,kl", "abcd"), ("ik,jl", "acdb"), ("il,jk", "adbc"))
+    return _delta_sum(specs, (r4, r4, r4), n_out), _delta_sum(specs, (s4, t4, u4), n_out)
 
 
 def mean_prediction(
@@ -777,8 +815,7 @@ def mean_prediction(
     interp = _interpolation(g, n)
     y_flat = y.reshape(n)
     e = np.einsum
-    # E[dH_{p1p2} dH_{p3p4}] (8.82) as a flat tensor: the free part at second order
-    cov = _delta_sum((("ij,kl", "abcd"), ("ik,jl", "acbd"), ("il,jk", "adbc")), (a4, b4, b4), n_out)
+    cov = _ntk_variance(a4, b4, n_out)  # the free part at second order
     inv = np.linalg.inv(g[a, a])
     perp = cov - e("db,bpqr->dpqr", interp, cov[a])
     fluct = -e("dpqr,pq,r->d", perp[:, a, a, a], inv, inv @ y_flat)
@@ -793,14 +830,8 @@ def mean_prediction(
     p4, q4, r4, s4, t4, u4 = (_statistic(stats, name, (n_in,) * 4) for name in "PQRSTU")
     proj = _projectors(algorithm, _training_block(g, n, "Theta"), eta)
     k_flat = _kron_outputs(k, n_out)[a, a]
-    # E[dH_{p0p1p2} z_{p3}] (11.45), E[ddIH] (∞.11), E[ddIIH] (∞.12) as flat tensors
-    dz = _delta_sum((("il,jk", "abcd"), ("ij,kl", "abcd"), ("ik,jl", "acbd")), (p4, q4, q4), n_out)
-    mean_i = _delta_sum(
-        (("ij,kl", "abcd"), ("ik,jl", "acdb"), ("il,jk", "adbc")), (r4, r4, r4), n_out
-    )
-    mean_ii = _delta_sum(
-        (("ij,kl", "abcd"), ("ik,jl", "acdb"), ("il,jk", "adbc")), (s4, t4, u4), n_out
-    )
+    dz = _dntk_preactivation(p4, q4, n_out)
+    mean_i, mean_ii = _ddntk_means(r4, s4, t4, u4, n_out)
     dh_eps2 = -(e("pqrs,t->pqrst", dz[:, :, :, a], y_flat) + e("pqrt,s->pqrst", dz[:, :, :, a],
                                                                  y_flat))  # fmt: skip
     eps3 = -(

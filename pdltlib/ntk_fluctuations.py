@@ -78,15 +78,16 @@ _DEGENERATE_PAIR = 1e-10  # 1 - rho^2 below this: two inputs too close for the q
 
 @dataclass(frozen=True)
 class NTKFluctuationFlow:
-    """K, Theta, V, D, F, A, B and H^{1} at layers l = 1..depth (index l - 1).
+    """K, Theta, V, D, F, A, B, H^{1} and G^{1} at layers l = 1..depth (index l - 1).
 
     ``H1`` is the NTK mean's 1/n correction, E[H^(l)] = Theta^(l) + H1^(l)/n_{l-1} + O(1/n^2)
-    (9.3; derived in the module docstring). Shapes (depth,) for a single input given as a
-    vector; otherwise (depth, N_D, N_D) for K, Theta and H1 and (depth, N_D, N_D, N_D, N_D) for
-    V, D, F, A, B, indexed as in the module docstring (the book's subscript order:
-    V[a1,a2,a3,a4] = V_(a1a2)(a3a4), F[a1,a3,a2,a4] = F_{a1a3a2a4}, ...).
+    (9.3; derived in the module docstring), and ``G1`` the metric's, E[z z] = K + G1/n_{l-1}
+    (4.104; :func:`pdltlib.kernels.preactivation_flow`). Shapes (depth,) for a single input
+    given as a vector; otherwise (depth, N_D, N_D) for K, Theta, H1 and G1 and
+    (depth, N_D, N_D, N_D, N_D) for V, D, F, A, B, indexed as in the module docstring (the
+    book's subscript order: V[a1,a2,a3,a4] = V_(a1a2)(a3a4), F[a1,a3,a2,a4] = F_{a1a3a2a4}, ...).
 
-    Book: D, F (8.67), A, B (8.82) and the mean correction H^{1} (9.3).
+    Book: D, F (8.67), A, B (8.82), the mean correction H^{1} (9.3) and G^{1} (4.104).
     """
 
     K: np.ndarray
@@ -97,6 +98,7 @@ class NTKFluctuationFlow:
     A: np.ndarray
     B: np.ndarray
     H1: np.ndarray
+    G1: np.ndarray
 
 
 def _quadrature(act: Activation, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -266,6 +268,7 @@ def ntk_fluctuation_flow(
         for name, value in zip(("D", "F", "A", "B", "H1"), nxt, strict=True):
             out[name].append(value)
     result = {name: np.stack(values) for name, values in out.items()}
+    result["G1"] = np.asarray(g1s)
     K, Theta, V = ks, thetas, vs
     if scalar:
         K, Theta, V = K[:, 0, 0], Theta[:, 0, 0], V[:, 0, 0, 0, 0]

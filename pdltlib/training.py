@@ -22,9 +22,11 @@ theta_0:
 Stopping criterion. A model stops when its largest training residual
 max_{i,a} |z_{i;a} - y_{i;a}| is at most ``tolerance`` (it is then *converged*; its parameters
 stay fixed from that step on), when that residual is no longer finite or exceeds
-``divergence`` times its initial value (*diverged*), or after ``max_steps`` steps. Gradient
-descent with the frozen NTK converges for 0 < eta < 2 / lambda_max(Theta_AA) (each training
-mode decays as (1 - eta lambda_k)^t, :mod:`pdltlib.prediction`): a larger eta is refused.
+``divergence`` times its initial value (*diverged*), or after ``max_steps`` steps. In
+fixed-steps mode (``steps``) there is no tolerance: every model takes exactly ``steps`` steps
+unless it diverges first. Gradient descent with the frozen NTK converges for
+0 < eta < 2 / lambda_max(Theta_AA) (each training mode decays as (1 - eta lambda_k)^t,
+:mod:`pdltlib.prediction`): a larger eta is refused.
 Finite-width networks whose NTK exceeds Theta can still diverge below the bound: they are
 counted and reported (:class:`ConvergenceReport`, and a warning), never dropped.
 
@@ -32,7 +34,10 @@ Ensembles. Network s is initialized with ``jax.random.split(key, n_networks)[s]`
 (:func:`pdltlib.ensemble.map_networks`), the same networks as :func:`pdltlib.ntk.sample_ntk`
 draws for the same key. A chunk of networks is vmapped, and all its steps are one compiled
 program (``lax.while_loop`` segments between checkpoints inside ``jax.jit``); the ensemble
-axis leads every result.
+axis leads every result. The compiled program depends only on the architecture, the chunk
+shape, the models, the number of checkpoints and ``keep_ntk``: eta, the tolerance, the steps,
+the checkpoints' values and the divergence factor are traced, so runs that differ only in them
+reuse it.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from pdltlib.ensemble import map_networks
+from pdltlib.ensemble import _positive_int, map_networks
 from pdltlib.models import _linear, _quadratic
 from pdltlib.network import MLPConfig, check_inputs, forward, init_params
 from pdltlib.ntk import _descend, _layer_ntk, _split_config, _with_hyperparameters
@@ -66,17 +71,24 @@ _CHUNK_BYTES = 4 * 2**20
 
 class ConvergenceReport(Table):
     """How many networks of each model reached the stopping criterion, diverged, or ran out of
-    steps; with the steps the converged ones took. Not in the book: a utility."""
+    steps; with the steps the converged ones took. In fixed-steps mode (no tolerance): how many
+    took all the steps and how many diverged. Not in the book: a utility."""
 
     columns = ("model", "networks", "converged", "diverged", "out of steps", "steps (min–max)")
 
     def __init__(self, result: TrainingResult):
         self.result = result
+        if result.fixed_steps:
+            self.columns = ("model", "networks", f"took all {result.max_steps} steps", "diverged")
 
     def rows(self) -> list[tuple[str, ...]]:
         out = []
         for model in self.result.models:
             conv, div = self.result.converged[model], self.result.diverged[model]
+            if self.result.fixed_steps:
+                full = self.result.steps[model] == self.result.max_steps
+                out.append((model, str(div.size), str(int(full.sum())), str(int(div.sum()))))
+                continue
             steps = self.result.steps[model][conv]
             span = f"{steps.min()}–{steps.max()}" if steps.size else "—"
             out.append(
@@ -93,8 +105,14 @@ class ConvergenceReport(Table):
 
     @property
     def all_converged(self) -> bool:
-        """True when every network of every model reached the stopping criterion."""
+        """True when every network of every model reached the stopping criterion (never in
+        fixed-steps mode, which has none)."""
         return all(bool(self.result.converged[m].all()) for m in self.result.models)
+
+    @property
+    def any_diverged(self) -> bool:
+        """True when some network of some model diverged."""
+        return any(bool(self.result.diverged[m].any()) for m in self.result.models)
 
 
 @dataclass(frozen=True)
@@ -115,8 +133,9 @@ class TrainingResult:
         converged, diverged: ``{model: (N,)}`` booleans (the stopping criterion of the module).
         ntk_initial, ntk_final: the network's output NTK H[i1, i2, d1, d2] on D before and after
             training, (N, n_L, n_L, N_D, N_D), when ``keep_ntk`` was set (else None).
-        y_train: the labels (N_A, n_L); eta, tolerance, max_steps: the run's settings; bound:
-            the infinite-width stability bound 2 / lambda_max(Theta_AA).
+        y_train: the labels (N_A, n_L); eta, tolerance, max_steps: the run's settings (tolerance
+            None in fixed-steps mode, where max_steps is the fixed number of steps); bound: the
+            infinite-width stability bound 2 / lambda_max(Theta_AA).
     """
 
     models: tuple[str, ...]
@@ -131,9 +150,14 @@ class TrainingResult:
     ntk_final: np.ndarray | None
     y_train: np.ndarray
     eta: float
-    tolerance: float
+    tolerance: float | None
     max_steps: int
     bound: float
+
+    @property
+    def fixed_steps(self) -> bool:
+        """True for a fixed-steps run (``train_ensemble(..., steps=...)``, no tolerance)."""
+        return self.tolerance is None
 
     @property
     def n_train(self) -> int:
@@ -162,12 +186,12 @@ def _check_models(models: Iterable[str]) -> tuple[str, ...]:
     return tuple(m for m in MODELS if m in chosen)
 
 
-def _check_checkpoints(checkpoints: Iterable[int], max_steps: int) -> tuple[int, ...]:
+def _check_checkpoints(checkpoints: Iterable[int], last: int, name: str) -> tuple[int, ...]:
     points = tuple(checkpoints)
     for c in points:
-        if isinstance(c, bool) or not isinstance(c, Integral) or not 0 <= c <= max_steps:
+        if isinstance(c, bool) or not isinstance(c, Integral) or not 0 <= c <= last:
             raise ValueError(
-                f"checkpoints must be integers in 0..max_steps = 0..{max_steps}, got {points!r}"
+                f"checkpoints must be integers in 0..{name} = 0..{last}, got {points!r}"
             )
     return tuple(sorted({int(c) for c in points}))
 
@@ -188,12 +212,14 @@ def _model_functions(params0, x, config: MLPConfig, models: tuple[str, ...]) -> 
     return {m: build[m]() for m in models}
 
 
-def _train_one(key, x_all, y, hyper, eta, tolerance, divergence, *, structure, settings):
-    """Train every model of one network. One ``lax.while_loop`` runs the steps up to the next
-    checkpoint; an outer ``lax.fori_loop`` over the checkpoints records the outputs."""
-    models, n_train, checkpoints, max_steps, keep_ntk = settings
+def _train_one(params0, x_all, y, hyper, run, *, structure, settings):
+    """Train every model of one network from its initial parameters ``params0``. One
+    ``lax.while_loop`` runs the steps up to the next checkpoint; an outer ``lax.fori_loop`` over
+    the checkpoints records the outputs. ``run`` holds the traced settings: eta, tolerance,
+    divergence and ``ends`` (the checkpoints, then the last step)."""
+    models, n_train, n_segments, keep_ntk = settings
+    eta, tolerance, divergence, ends = run
     config = _with_hyperparameters(structure, hyper)
-    params0 = init_params(key, config, x_all.dtype)
     train_fns = _model_functions(params0, x_all[:n_train], config, models)
     eval_fns = _model_functions(params0, x_all, config, models)
 
@@ -223,8 +249,6 @@ def _train_one(key, x_all, y, hyper, eta, tolerance, divergence, *, structure, s
             active[m] = move
         return t + 1, thetas, steps, active, conv, div
 
-    ends = jnp.asarray((*checkpoints, max_steps), jnp.int32)
-
     def segment(k, carry):
         state, history = carry
 
@@ -244,9 +268,9 @@ def _train_one(key, x_all, y, hyper, eta, tolerance, divergence, *, structure, s
         {m: false for m in models},
         {m: false for m in models},
     )
-    shape = (len(checkpoints) + 1, x_all.shape[0], y.shape[1])
+    shape = (n_segments, x_all.shape[0], y.shape[1])
     history = {m: jnp.zeros(shape, x_all.dtype) for m in models}
-    state, history = lax.fori_loop(0, len(checkpoints) + 1, segment, (state, history))
+    state, history = lax.fori_loop(0, n_segments, segment, (state, history))
     _, thetas, steps, active, conv, div = state
     for m in models:  # the last state's own stopping test (no step follows it)
         done, blown = stopping(train_fns[m](thetas[m]))
@@ -267,10 +291,21 @@ def _train_one(key, x_all, y, hyper, eta, tolerance, divergence, *, structure, s
     return out
 
 
+@partial(jax.jit, static_argnames=("structure",))
+def _init_chunk(keys, hyper, structure):
+    """The initial parameters (2.21)-(2.22) of a chunk of networks. A program of its own: fused
+    into the training program, the Gaussian sampling would be copied into every kernel that reads
+    the parameters, which made compiling several times slower (same numbers either way)."""
+    config = _with_hyperparameters(structure, hyper)
+    return jax.vmap(lambda k: init_params(k, config))(keys)
+
+
 @partial(jax.jit, static_argnames=("structure", "settings"))
-def _train_chunk(keys, x_all, y, hyper, eta, tolerance, divergence, structure, settings):
+def _train_chunk(params0, x_all, y, hyper, run, structure, settings):
+    """A chunk of networks trained by :func:`_train_one`; compiled once per architecture, chunk
+    shape, models, number of checkpoints and ``keep_ntk`` (everything in ``run`` is traced)."""
     one = partial(_train_one, structure=structure, settings=settings)
-    return jax.vmap(lambda k: one(k, x_all, y, hyper, eta, tolerance, divergence))(keys)
+    return jax.vmap(lambda p: one(p, x_all, y, hyper, run))(params0)
 
 
 def _chunk_size(config: MLPConfig, n_inputs: int, n_models: int, n_checkpoints: int, keep_ntk):
@@ -294,8 +329,9 @@ def train_ensemble(
     eta: float,
     x_test=None,
     models: Sequence[str] = ("network", "linear"),
-    tolerance: float = 1e-8,
-    max_steps: int = 100_000,
+    tolerance: float | None = None,
+    max_steps: int | None = None,
+    steps: int | None = None,
     checkpoints: Iterable[int] = (),
     keep_ntk: bool = False,
     divergence: float = 1e4,
@@ -306,6 +342,10 @@ def train_ensemble(
     """Train ``n_networks`` MLPs (and their linear/quadratic models) by full-batch gradient
     descent on the MSE loss, vmapped and chunked over the ensemble (module docstring).
 
+    Two modes: by default every model trains until its stopping criterion (``tolerance``, at
+    most ``max_steps`` steps); with ``steps`` every model takes exactly that many steps (no
+    tolerance, so none "converges"; only divergence stops a model early).
+
     Args:
         key: the ensemble's PRNG key; network s starts from ``jax.random.split(key, N)[s]``.
         config: the architecture, initialization and learning-rate hyperparameters (8.6).
@@ -315,9 +355,12 @@ def train_ensemble(
             stability bound, from :func:`pdltlib.prediction.frozen_ntk` of the training inputs).
         x_test: test inputs (N_B, n_0) where outputs are also recorded (optional).
         models: any of "network", "linear", "quadratic" (trained from the same theta_0).
-        tolerance: stop a model when max_{i,a} |z_{i;a} - y_{i;a}| <= tolerance (> 0).
-        max_steps: the most steps any model takes (>= 1).
-        checkpoints: steps t in 0..max_steps at which every model's outputs on D are recorded.
+        tolerance: stop a model when max_{i,a} |z_{i;a} - y_{i;a}| <= tolerance (> 0; default
+            1e-8). Not with ``steps``.
+        max_steps: the most steps any model takes (>= 1; default 100000). Not with ``steps``.
+        steps: fixed-steps mode: take exactly this many steps (>= 1).
+        checkpoints: steps t in 0..max_steps (or 0..steps) at which every model's outputs on D
+            are recorded.
         keep_ntk: also return the network's output NTK on D before and after training.
         divergence: a model diverged when its largest training residual exceeds this factor
             times the initial one, or is not finite (> 1).
@@ -328,8 +371,8 @@ def train_ensemble(
         progress: show a progress bar over chunks (after 3 seconds).
 
     Returns:
-        A :class:`TrainingResult`; if any network diverged or ran out of steps, a warning shows
-        its :class:`ConvergenceReport`.
+        A :class:`TrainingResult`; a warning shows its :class:`ConvergenceReport` if any network
+        diverged or (without ``steps``) ran out of steps.
     """
     x_a = check_inputs(config, x_train)
     labels = np.asarray(y_train, dtype=np.float64)
@@ -344,12 +387,21 @@ def train_ensemble(
     if keep_ntk and "network" not in models:
         raise ValueError(f"keep_ntk needs the network among the models, got {models!r}")
     eta = _positive(eta, "eta")
-    tolerance = _positive(tolerance, "tolerance")
     if not np.isfinite(divergence) or divergence <= 1:
         raise ValueError(f"divergence must be finite and > 1, got {divergence!r}")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, Integral) or max_steps < 1:
-        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
-    checkpoints = _check_checkpoints(checkpoints, int(max_steps))
+    if steps is None:
+        tolerance = _positive(1e-8 if tolerance is None else tolerance, "tolerance")
+        max_steps = _positive_int(100_000 if max_steps is None else max_steps, "max_steps")
+        checkpoints = _check_checkpoints(checkpoints, max_steps, "max_steps")
+    else:
+        if tolerance is not None or max_steps is not None:
+            raise ValueError(
+                "steps takes exactly that many steps: give either steps, or tolerance and "
+                f"max_steps, not both (got steps={steps!r}, tolerance={tolerance!r}, "
+                f"max_steps={max_steps!r})"
+            )
+        max_steps = _positive_int(steps, "steps")
+        checkpoints = _check_checkpoints(checkpoints, max_steps, "steps")
     if theta_train is None:
         theta_train = frozen_ntk(config, np.asarray(x_a)).Theta[-1]
     if np.shape(theta_train) != (x_a.shape[0],) * 2:
@@ -368,15 +420,25 @@ def train_ensemble(
         chunk_size = _chunk_size(config, x_all.shape[0], len(models), len(checkpoints), keep_ntk)
 
     structure, hyper = _split_config(config)
-    settings = (models, x_a.shape[0], checkpoints, int(max_steps), bool(keep_ntk))
+    settings = (models, x_a.shape[0], len(checkpoints) + 1, bool(keep_ntk))
+    # without a tolerance (fixed steps) no residual is <= -inf, so no model stops converged
+    run = (
+        jnp.float64(eta),
+        jnp.float64(-np.inf if tolerance is None else tolerance),
+        jnp.float64(divergence),
+        jnp.asarray((*checkpoints, max_steps), jnp.int32),
+    )
     y = jnp.asarray(labels)
     out = map_networks(
         lambda keys: _train_chunk(
-            keys, x_all, y, hyper, jnp.float64(eta), jnp.float64(tolerance),
-            jnp.float64(divergence), structure, settings,
+            _init_chunk(keys, hyper, structure), x_all, y, hyper, run, structure, settings
         ),
-        key, n_networks, chunk_size, "training networks", progress,
-    )  # fmt: skip
+        key,
+        n_networks,
+        chunk_size,
+        "training networks",
+        progress,
+    )
     result = TrainingResult(
         models=models,
         initial=out["initial"],
@@ -391,10 +453,12 @@ def train_ensemble(
         y_train=labels,
         eta=eta,
         tolerance=tolerance,
-        max_steps=int(max_steps),
+        max_steps=max_steps,
         bound=bound,
     )
-    if not result.report.all_converged:
+    if result.fixed_steps and result.report.any_diverged:
+        warnings.warn(f"some networks diverged:\n{result.report}", stacklevel=2)
+    elif not result.fixed_steps and not result.report.all_converged:
         warnings.warn(
             f"not every network reached the stopping criterion:\n{result.report}", stacklevel=2
         )

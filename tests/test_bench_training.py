@@ -1,4 +1,4 @@
-"""The training benchmark runs (at toy sizes) and prints its ratio line."""
+"""The training benchmark runs (at toy sizes) and prints its ratio lines."""
 
 import subprocess
 import sys
@@ -17,3 +17,4 @@ def test_training_benchmark_prints_a_ratio():
     ).stdout
     assert "speed-up of ensemble training over the per-network loop" in out
     assert "peak MB" in out
+    assert "1 compiled training program(s)" in out  # the second call reused the first's

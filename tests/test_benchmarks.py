@@ -17,3 +17,15 @@ def test_sampler_benchmark_prints_a_ratio():
     ).stdout
     assert "speed-up of the Markov sampler over weight sampling" in out
     assert "peak MB" in out
+
+
+def test_ddntk_benchmark_prints_a_ratio():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_ddntk.py"), "--width=3", "--depth=2"]
+        + ["--networks=1"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "speed-up of the nested-jvp ddNTKs over materialized derivatives" in out
+    assert float(out.split("max relative difference ")[1].split()[0]) < 1e-12  # they agree

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pdltlib.ddntk import empirical_ddntk, sample_ddntk
-from pdltlib.dntk import empirical_dntk
+from pdltlib.dntk import empirical_dntk, sample_dntk
 from pdltlib.network import forward, init_params, mlp
 from pdltlib.ntk import empirical_ntk, gradient_step
 
@@ -79,6 +79,18 @@ def test_ensemble_matches_single_networks_and_chunking():
     np.testing.assert_allclose(sample.ddiih[1], ddiih, atol=1e-13)
 
 
+def test_with_dntk_is_the_dntk_sample_of_the_same_networks():
+    key = jax.random.PRNGKey(5)
+    common = dict(layer=2, neurons=2, progress=False)
+    both = sample_ddntk(key, CONFIG, X, 3, with_dntk=True, chunk_size=2, **common)
+    alone = sample_dntk(key, CONFIG, X, 3, **common)
+    for name in ("z", "ntk", "dntk"):
+        np.testing.assert_array_equal(getattr(both, name), getattr(alone, name))
+    plain = sample_ddntk(key, CONFIG, X, 3, chunk_size=2, **common)
+    np.testing.assert_array_equal(both.ddih, plain.ddih)
+    assert plain.z is None and plain.dntk is None
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -86,6 +98,7 @@ def test_ensemble_matches_single_networks_and_chunking():
         ({"neurons": 9}, "neurons"),
         ({"n_networks": 0}, "n_networks"),
         ({"chunk_size": 0}, "chunk_size"),
+        ({"with_dntk": "yes"}, "with_dntk"),
     ],
 )
 def test_bad_input(kwargs, match):

@@ -11,7 +11,7 @@ from pdltlib import prediction
 from pdltlib.models import linear_model, model_ntk, quadratic_model
 from pdltlib.network import forward, init_params, mlp
 from pdltlib.ntk import empirical_ntk, gradient_step, sample_ntk
-from pdltlib.training import train_ensemble
+from pdltlib.training import _train_chunk, train_ensemble
 
 X = np.array([[0.8, -0.3, 0.5], [0.1, 0.9, -0.4], [-0.6, 0.2, 0.7]])
 X_TEST = np.array([[0.3, 0.3, 0.2]])
@@ -41,10 +41,10 @@ def _loop(s: int, steps: int, n_networks: int = 5):
 
 
 def test_ensemble_equals_a_per_network_loop():
-    # A fixed number of steps (the tolerance is never reached). The vmapped program and the
+    # A fixed number of steps (fixed-steps mode). The vmapped program and the
     # per-network jitted step run the same operations, but XLA sums batched matrix products in
     # another order than single ones, so they agree to rounding (1e-16 per step), not bit for bit.
-    result = _train(models=("network",), tolerance=1e-300, max_steps=40, keep_ntk=True)
+    result = _train(models=("network",), steps=40, keep_ntk=True)
     x_all = np.vstack([X, X_TEST])
     for s in (0, 3):
         params = _loop(s, 40)
@@ -77,7 +77,7 @@ def test_chunk_size_does_not_change_the_numbers():
 
 
 def test_same_networks_as_sample_ntk():
-    result = _train(models=("network",), max_steps=1, keep_ntk=True)
+    result = _train(models=("network",), steps=1, keep_ntk=True)
     sample = sample_ntk(KEY, CONFIG, np.vstack([X, X_TEST]), 5, progress=False)
     np.testing.assert_allclose(result.initial, sample.z[3], rtol=0, atol=1e-14)
     np.testing.assert_allclose(result.ntk_initial, sample.ntk[3], rtol=0, atol=1e-13)
@@ -94,7 +94,7 @@ def test_history_starts_at_the_initialization_and_loss_is_the_mse():
 
 def test_linear_model_is_kernel_learning_with_its_own_initial_ntk():
     # (10.39) with Theta -> the network's own H(theta_0), after exactly t steps (closed form)
-    result = _train(models=("linear",), tolerance=1e-300, max_steps=37, keep_ntk=False)
+    result = _train(models=("linear",), steps=37, keep_ntk=False)
     sample = sample_ntk(KEY, CONFIG, np.vstack([X, X_TEST]), 5, progress=False)
     for s in range(5):
         # at finite width H_{ij;ab} mixes the outputs: treat the (input, output) pairs (a, i) as
@@ -129,12 +129,59 @@ def test_one_step_agrees_with_the_network_to_the_models_order():
     # halving eta divides the gaps by 2^2 and 2^3 up to O(eta) (0.02 in the exponent here)
     def gap(eta):
         models = ("network", "linear", "quadratic")
-        r = _train(eta=eta, models=models, max_steps=1, tolerance=1e-300)
+        r = _train(eta=eta, models=models, steps=1)
         return [np.abs(r.final["network"] - r.final[m]).max() for m in ("linear", "quadratic")]
 
     big, small = gap(0.025 * BOUND), gap(0.0125 * BOUND)
     assert np.log2(big[0] / small[0]) == pytest.approx(2, abs=0.05)
     assert np.log2(big[1] / small[1]) == pytest.approx(3, abs=0.05)
+
+
+def test_fixed_steps_take_exactly_that_many_steps_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about: no network diverged
+        result = train_ensemble(
+            KEY, CONFIG, X, Y, 5, eta=ETA, models=("network", "linear"), steps=3, progress=False
+        )
+    assert result.fixed_steps and result.tolerance is None and result.max_steps == 3
+    for m in result.models:
+        assert np.all(result.steps[m] == 3) and not result.converged[m].any()
+    assert result.report.columns == ("model", "networks", "took all 3 steps", "diverged")
+    assert result.report.rows() == [("network", "5", "5", "0"), ("linear", "5", "5", "0")]
+    assert not result.report.all_converged and not result.report.any_diverged
+
+
+def test_fixed_steps_equal_an_unreachable_tolerance_bit_for_bit():
+    kw = dict(models=("network", "quadratic"), checkpoints=(0, 4), keep_ntk=True)
+    fixed = _train(steps=9, **kw)
+    stopped = _train(tolerance=1e-300, max_steps=9, **kw)
+    for m in fixed.models:
+        np.testing.assert_array_equal(fixed.final[m], stopped.final[m])
+        np.testing.assert_array_equal(fixed.history[m], stopped.history[m])
+        np.testing.assert_array_equal(fixed.steps[m], stopped.steps[m])
+    np.testing.assert_array_equal(fixed.ntk_final, stopped.ntk_final)
+
+
+def test_runs_differing_only_in_traced_settings_share_one_compiled_program():
+    kw = dict(models=("network",), checkpoints=(2,), keep_ntk=True)
+    _train(**kw, steps=5)
+    compiled = _train_chunk._cache_size()
+    _train(**kw, steps=11, eta=0.5 * ETA)  # another step count, step size and checkpoint value
+    _train(**kw | dict(checkpoints=(7,)), tolerance=1e-4, max_steps=30, divergence=50.0)
+    assert _train_chunk._cache_size() == compiled
+
+
+def test_fixed_steps_report_divergences():
+    narrow = mlp((3, 3, 1), "tanh", C_b=0.1, C_W=1.4)
+    eta = 0.97 * prediction.stability_bound(prediction.frozen_ntk(narrow, X).Theta[-1])
+    with pytest.warns(UserWarning, match="some networks diverged"):
+        result = train_ensemble(
+            KEY, narrow, X, Y[:, :1], 64, eta=eta, models=("linear",), steps=3000, progress=False
+        )
+    div = result.diverged["linear"]
+    assert 0 < div.sum() < 64 and np.all(result.steps["linear"][~div] == 3000)
+    assert np.all(result.steps["linear"][div] < 3000)
+    assert result.report.rows() == [("linear", "64", str(64 - div.sum()), str(div.sum()))]
 
 
 def test_eta_above_the_stability_bound_is_refused():
@@ -175,6 +222,11 @@ def test_divergence_is_counted_and_reported():
         (dict(divergence=0.5), "divergence must be finite and > 1"),
         (dict(keep_ntk=True, models=("linear",)), "keep_ntk needs the network"),
         (dict(n_networks=0), "n_networks must be a positive integer"),
+        (dict(steps=0), "steps must be a positive integer"),
+        (dict(steps=2.5), "steps must be a positive integer"),
+        (dict(steps=5, tolerance=1e-6), "give either steps, or tolerance and max_steps"),
+        (dict(steps=5, max_steps=5), "give either steps, or tolerance and max_steps"),
+        (dict(steps=5, checkpoints=(6,)), r"checkpoints must be integers in 0..steps = 0..5"),
     ],
 )
 def test_bad_input_names_the_parameter(kw, match):
