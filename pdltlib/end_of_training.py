@@ -719,6 +719,19 @@ def _statistic(flow, name: str, shape: tuple[int, ...]) -> np.ndarray:
     return value[-1]
 
 
+def _flow_and_labels(stats, y_train) -> tuple[np.ndarray, np.ndarray]:
+    """The last layer's Theta (N_D, N_D) of a statistics flow and the labels as (N_A, n_L)."""
+    theta = np.asarray(getattr(stats, "Theta", None), dtype=np.float64)
+    if theta.ndim != 3 or theta.shape[1] != theta.shape[2]:
+        raise ValueError("stats must be a statistics flow of inputs x of shape (N_D, n_0)")
+    n_in = theta.shape[1]
+    y = np.asarray(y_train, dtype=np.float64)
+    y = y[:, None] if y.ndim == 1 else y
+    if y.ndim != 2 or not 1 <= y.shape[0] < n_in + 1 or not np.all(np.isfinite(y)):
+        raise ValueError(f"y_train must be finite with shape (N_A, n_L), N_A <= {n_in}")
+    return theta[-1], y
+
+
 def _delta_sum(specs, tensors, n_out):
     """sum_k delta(pairs_k) X_k(sample order_k) as a flat (M,)*4 tensor."""
     eye = np.eye(n_out)
@@ -797,17 +810,10 @@ def mean_prediction(
     Returns:
         :class:`MeanPrediction`.
     """
-    theta = np.asarray(getattr(stats, "Theta", None), dtype=np.float64)
-    if theta.ndim != 3 or theta.shape[1] != theta.shape[2]:
-        raise ValueError("stats must be a statistics flow of inputs x of shape (N_D, n_0)")
-    n_in = theta.shape[1]
-    theta = theta[-1]
+    theta, y = _flow_and_labels(stats, y_train)
+    n_in = theta.shape[0]
     k, h1 = (_statistic(stats, name, (n_in, n_in)) for name in ("K", "H1"))
     a4, b4 = (_statistic(stats, name, (n_in,) * 4) for name in ("A", "B"))
-    y = np.asarray(y_train, dtype=np.float64)
-    y = y[:, None] if y.ndim == 1 else y
-    if y.ndim != 2 or not 1 <= y.shape[0] < n_in + 1 or not np.all(np.isfinite(y)):
-        raise ValueError(f"y_train must be finite with shape (N_A, n_L), N_A <= {n_in}")
     n_train, n_out = y.shape
     n = n_train * n_out
     a = slice(0, n)

@@ -53,6 +53,7 @@ import numpy as np
 from pdltlib.end_of_training import (
     _ddntk_means,
     _dntk_preactivation,
+    _flow_and_labels,
     _interpolation,
     _InverseWidthParts,
     _kron_outputs,
@@ -130,17 +131,10 @@ def covariance_prediction(
     Returns:
         :class:`CovariancePrediction`.
     """
-    theta = np.asarray(getattr(stats, "Theta", None), dtype=np.float64)
-    if theta.ndim != 3 or theta.shape[1] != theta.shape[2]:
-        raise ValueError("stats must be a statistics flow of inputs x of shape (N_D, n_0)")
-    n_in = theta.shape[1]
-    theta = theta[-1]
+    theta, y = _flow_and_labels(stats, y_train)
+    n_in = theta.shape[0]
     k, h1, g1 = (_statistic(stats, name, (n_in, n_in)) for name in ("K", "H1", "G1"))
     a4, b4, d4, f4 = (_statistic(stats, name, (n_in,) * 4) for name in "ABDF")
-    y = np.asarray(y_train, dtype=np.float64)
-    y = y[:, None] if y.ndim == 1 else y
-    if y.ndim != 2 or not 1 <= y.shape[0] < n_in + 1 or not np.all(np.isfinite(y)):
-        raise ValueError(f"y_train must be finite with shape (N_A, n_L), N_A <= {n_in}")
     n_train, n_out = y.shape
     n = n_train * n_out
     a = slice(0, n)
