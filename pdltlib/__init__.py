@@ -11,7 +11,8 @@ equivalence), ``prediction`` (kernel learning at infinite width), ``models`` (a 
 and quadratic Taylor models), ``training`` (ensemble training), ``dntk`` (the dNTK),
 ``dntk_fluctuations`` (dNTK-preactivation cross-correlations P, Q; ddNTK means R, S, T, U),
 ``ddntk`` (the ddNTKs), ``end_of_training`` (the finite-width solution of training and its mean at
-order 1/n), ``trained_covariance`` (its covariance at order 1/n), ``six_point`` (the six-point
+order 1/n), ``trained_covariance`` (its covariance at order 1/n), ``ntk_controls`` (exact
+zero-mean control variates for means of functions of the NTK), ``six_point`` (the six-point
 vertex at order 1/n^2), ``complexity`` (counting data-dependent couplings), ``macroscopic``
 (finite-width effects of trained ensembles), ``stats`` (estimators and the honest check),
 ``plotting``; ``validation`` checks input, ``ensemble`` runs per-network computations in vmapped
@@ -42,6 +43,7 @@ from pdltlib import (  # noqa: E402
     models,
     network,
     ntk,
+    ntk_controls,
     ntk_criticality,
     ntk_fluctuations,
     plotting,
@@ -95,6 +97,7 @@ __all__ = [
     "models",
     "network",
     "ntk",
+    "ntk_controls",
     "ntk_criticality",
     "ntk_fluctuations",
     "plotting",

@@ -29,3 +29,15 @@ def test_ddntk_benchmark_prints_a_ratio():
     ).stdout
     assert "speed-up of the nested-jvp ddNTKs over materialized derivatives" in out
     assert float(out.split("max relative difference ")[1].split()[0]) < 1e-12  # they agree
+
+
+def test_ntk_controls_benchmark_prints_a_ratio():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_ntk_controls.py"), "--width=6"]
+        + ["--networks=400", "--order=8"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "speed-up of the controlled estimate at equal error" in out
+    assert float(out.split("variance ratio ")[1].split(";")[0]) > 1  # the controls help
