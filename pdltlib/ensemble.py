@@ -10,7 +10,6 @@ book: a utility.
 from __future__ import annotations
 
 from collections.abc import Callable
-from numbers import Integral
 from typing import Any
 
 import jax
@@ -18,14 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from pdltlib.progress import progress_bar
+from pdltlib.validation import integer_at_least
 
 __all__ = ["map_networks"]
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def map_networks(
@@ -52,8 +46,8 @@ def map_networks(
 
     Not in the book: the ensemble utility behind every sampler (module docstring).
     """
-    n_networks = _positive_int(n_networks, "n_networks")
-    chunk_size = min(_positive_int(chunk_size, "chunk_size"), n_networks)
+    n_networks = integer_at_least(n_networks, "n_networks")
+    chunk_size = min(integer_at_least(chunk_size, "chunk_size"), n_networks)
     keys = jax.random.split(key, n_networks)
     parts = []
     for c in progress_bar(range(-(-n_networks // chunk_size)), desc, progress):

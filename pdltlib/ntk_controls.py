@@ -55,7 +55,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from itertools import combinations_with_replacement
-from numbers import Integral
 
 import jax
 import jax.numpy as jnp
@@ -64,11 +63,11 @@ import numpy as np
 from pdltlib.activations import Activation
 from pdltlib.ensemble import map_networks
 from pdltlib.network import MLPConfig, check_inputs, forward, init_params
-from pdltlib.ntk import _derivative, _split_config, _with_hyperparameters
+from pdltlib.ntk import _CHUNK_BYTES, _derivative, _split_config, _with_hyperparameters
+from pdltlib.validation import integer_at_least
 
 __all__ = ["NTKControls", "sample_ntk_controls"]
 
-_CHUNK_BYTES = 128 * 2**20
 _FIRST_LAYER_ORDER = 160  # Gauss-Hermite nodes per dimension for the (fixed) first-layer integrals
 
 
@@ -244,12 +243,6 @@ def _first_layer_moments(config: MLPConfig, x, with_q: bool):
     )  # fmt: skip
 
 
-def _check_positive_int(value, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
 def sample_ntk_controls(
     key: jax.Array,
     config: MLPConfig,
@@ -297,7 +290,7 @@ def sample_ntk_controls(
         raise ValueError(
             f"x must hold N_D <= 3 inputs (order^N_D quadrature nodes), got {n_inputs}"
         )
-    order = _check_positive_int(order, "order", 8)
+    order = integer_at_least(order, "order", 8)
     G1 = np.asarray(config.C_b[0] + config.C_W[0] * x @ x.T / config.widths[0])
     if np.linalg.eigvalsh(G1)[0] <= 1e-12 * np.abs(G1).max():
         raise ValueError(f"x gives a singular first-layer metric G^(1) = {G1.tolist()}")

@@ -53,12 +53,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from pdltlib.ensemble import _positive_int, map_networks
+from pdltlib.ensemble import map_networks
 from pdltlib.models import _linear, _quadratic
 from pdltlib.network import MLPConfig, check_inputs, forward, init_params
 from pdltlib.ntk import _descend, _layer_ntk, _split_config, _with_hyperparameters
 from pdltlib.prediction import frozen_ntk, stability_bound
 from pdltlib.stats import Table
+from pdltlib.validation import integer_at_least
 
 __all__ = ["MODELS", "TrainingResult", "ConvergenceReport", "train_ensemble"]
 
@@ -391,7 +392,7 @@ def train_ensemble(
         raise ValueError(f"divergence must be finite and > 1, got {divergence!r}")
     if steps is None:
         tolerance = _positive(1e-8 if tolerance is None else tolerance, "tolerance")
-        max_steps = _positive_int(100_000 if max_steps is None else max_steps, "max_steps")
+        max_steps = integer_at_least(100_000 if max_steps is None else max_steps, "max_steps")
         checkpoints = _check_checkpoints(checkpoints, max_steps, "max_steps")
     else:
         if tolerance is not None or max_steps is not None:
@@ -400,7 +401,7 @@ def train_ensemble(
                 f"max_steps, not both (got steps={steps!r}, tolerance={tolerance!r}, "
                 f"max_steps={max_steps!r})"
             )
-        max_steps = _positive_int(steps, "steps")
+        max_steps = integer_at_least(steps, "steps")
         checkpoints = _check_checkpoints(checkpoints, max_steps, "steps")
     if theta_train is None:
         theta_train = frozen_ntk(config, np.asarray(x_a)).Theta[-1]

@@ -5,9 +5,18 @@ Not in the book: a utility.
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 
-__all__ = ["covariance", "per_layer", "positive_variance", "SYMMETRY_TOLERANCE", "PSD_TOLERANCE"]
+__all__ = [
+    "covariance",
+    "per_layer",
+    "positive_variance",
+    "integer_at_least",
+    "SYMMETRY_TOLERANCE",
+    "PSD_TOLERANCE",
+]
 
 SYMMETRY_TOLERANCE = 1e-12  # relative asymmetry accepted as rounding
 PSD_TOLERANCE = 1e-10  # eigenvalues above -this * max eigenvalue are rounding
@@ -77,3 +86,14 @@ def positive_variance(K, name: str = "K") -> float:
     if not (np.isfinite(k) and k > 0):
         raise ValueError(f"{name} must be a finite variance > 0, got {K!r}")
     return k
+
+
+def integer_at_least(value, name: str, low: int = 1) -> int:
+    """Return ``value`` as an int, or raise ValueError unless it is an integer >= ``low``.
+
+    Not in the book: input validation (ensemble sizes, chunk sizes, step counts, quadrature orders).
+    """
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+        wanted = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
+    return int(value)
