@@ -50,7 +50,7 @@ from pdltlib.dntk import (
     _tangents,
 )
 from pdltlib.ensemble import map_networks
-from pdltlib.network import MLPConfig, init_params
+from pdltlib.network import MLPConfig, init_ensemble
 from pdltlib.ntk import (
     _split_config,
     _with_hyperparameters,
@@ -158,15 +158,14 @@ class DDNTKSample:
 
 
 @partial(jax.jit, static_argnames=("structure", "layer", "m", "with_dntk"))
-def _ddntk_chunk(keys, x, hyper, structure, layer, m, with_dntk):
+def _ddntk_chunk(params, x, hyper, structure, layer, m, with_dntk):
     config = _with_hyperparameters(structure, hyper)
 
-    def one(key):
-        params = init_params(key, config, x.dtype)
+    def one(params):
         ddntks = _layer_ddntks(params, x, config, layer, m)
         return (*ddntks, *_network_tensors(params, x, config, layer, m)) if with_dntk else ddntks
 
-    return jax.vmap(one)(keys)
+    return jax.vmap(one)(params)
 
 
 def sample_ddntk(
@@ -211,7 +210,9 @@ def sample_ddntk(
         chunk_size = max(1, min(1024, _CHUNK_BYTES // per_network))
     structure, hyper = _split_config(config)
     tensors = map_networks(
-        lambda keys: _ddntk_chunk(keys, x, hyper, structure, layer, m, with_dntk),
+        lambda keys: _ddntk_chunk(
+            init_ensemble(keys, config), x, hyper, structure, layer, m, with_dntk
+        ),
         key, n_networks, chunk_size, "sampling ddNTKs", progress,
     )  # fmt: skip
     return DDNTKSample(*tensors)

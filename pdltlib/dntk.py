@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pdltlib.ensemble import map_networks
-from pdltlib.network import MLPConfig, check_inputs, forward, init_params
+from pdltlib.network import MLPConfig, check_inputs, forward, init_ensemble
 from pdltlib.ntk import (
     _check_layer,
     _check_neurons,
@@ -166,14 +166,10 @@ def _network_tensors(params, x, config: MLPConfig, layer: int, m: int):
     )
 
 
-def _one_network(key, x, config: MLPConfig, layer: int, m: int):
-    return _network_tensors(init_params(key, config, x.dtype), x, config, layer, m)
-
-
 @partial(jax.jit, static_argnames=("structure", "layer", "m"))
-def _dntk_chunk(keys, x, hyper, structure, layer, m):
+def _dntk_chunk(params, x, hyper, structure, layer, m):
     config = _with_hyperparameters(structure, hyper)
-    return jax.vmap(lambda k: _one_network(k, x, config, layer, m))(keys)
+    return jax.vmap(lambda p: _network_tensors(p, x, config, layer, m))(params)
 
 
 def sample_dntk(
@@ -213,7 +209,7 @@ def sample_dntk(
         chunk_size = max(1, min(1024, _CHUNK_BYTES // per_network))
     structure, hyper = _split_config(config)
     z, ntk, dntk = map_networks(
-        lambda keys: _dntk_chunk(keys, x, hyper, structure, layer, m),
+        lambda keys: _dntk_chunk(init_ensemble(keys, config), x, hyper, structure, layer, m),
         key, n_networks, chunk_size, "sampling dNTKs", progress,
     )  # fmt: skip
     return DNTKSample(z=z, ntk=ntk, dntk=dntk)

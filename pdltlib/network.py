@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +27,7 @@ import numpy as np
 from pdltlib.activations import Activation, get_activation
 from pdltlib.validation import per_layer
 
-__all__ = ["MLPConfig", "mlp", "init_params", "forward", "check_inputs"]
+__all__ = ["MLPConfig", "mlp", "init_params", "init_ensemble", "forward", "check_inputs"]
 
 
 @dataclass(frozen=True)
@@ -108,15 +109,43 @@ def init_params(key: jax.Array, config: MLPConfig, dtype=jnp.float64) -> list[di
 
     Returns a list over layers l = 1..L of ``{"W": (n_l, n_{l-1}), "b": (n_l,)}``.
     """
+    return _init_layers(key, config.widths, config.C_b, config.C_W, dtype)
+
+
+def _init_layers(key, widths, C_b, C_W, dtype) -> list[dict]:
     params = []
-    keys = jax.random.split(key, config.depth)
+    keys = jax.random.split(key, len(widths) - 1)
     for layer, k in enumerate(keys):
-        n_in, n_out = config.widths[layer], config.widths[layer + 1]
+        n_in, n_out = widths[layer], widths[layer + 1]
         k_w, k_b = jax.random.split(k)
-        w = jax.random.normal(k_w, (n_out, n_in), dtype) * jnp.sqrt(config.C_W[layer] / n_in)
-        b = jax.random.normal(k_b, (n_out,), dtype) * jnp.sqrt(config.C_b[layer])
+        w = jax.random.normal(k_w, (n_out, n_in), dtype) * jnp.sqrt(C_W[layer] / n_in)
+        b = jax.random.normal(k_b, (n_out,), dtype) * jnp.sqrt(C_b[layer])
         params.append({"W": w, "b": b})
     return params
+
+
+# Compiler options of programs that draw random numbers. The threefry generator's compile
+# spends most of its time in LLVM's most expensive passes (level 2, the default): at level 1
+# it compiles in about half the time (once for every architecture a chapter samples), runs as
+# fast, and draws the same bits (benchmarks/bench_compile.py measures all three).
+FAST_COMPILE = {"xla_backend_optimization_level": 1}
+
+
+@partial(jax.jit, static_argnames=("widths", "dtype"), compiler_options=FAST_COMPILE)
+def _init_vmapped(keys, C_b, C_W, widths, dtype):
+    return jax.vmap(lambda k: _init_layers(k, widths, C_b, C_W, dtype))(keys)
+
+
+def init_ensemble(keys: jax.Array, config: MLPConfig, dtype=jnp.float64) -> list[dict]:
+    """The initialization distribution (2.21)-(2.22) for a batch of keys (K, 2):
+    :func:`init_params` of each key, every leaf with a leading axis K.
+
+    One compiled program per widths and dtype (C_b, C_W are traced), kept apart from the
+    computations that use the parameters: fused into them, the Gaussian sampling is copied into
+    every kernel that reads the parameters, and compiling is several times slower.
+    """
+    c_b, c_w = (jnp.asarray(v, dtype) for v in (config.C_b, config.C_W))
+    return _init_vmapped(keys, c_b, c_w, config.widths, jnp.dtype(dtype))
 
 
 def forward(params: list[dict], x: jax.Array, activation: Activation) -> list[jax.Array]:

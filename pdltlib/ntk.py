@@ -48,7 +48,7 @@ from pdltlib.activations import Activation, get_activation
 from pdltlib.ensemble import map_networks
 from pdltlib.gaussian import activation_expectation
 from pdltlib.kernels import first_layer_kernel, kernel_flow
-from pdltlib.network import MLPConfig, check_inputs, forward, init_params
+from pdltlib.network import MLPConfig, check_inputs, forward, init_ensemble
 from pdltlib.validation import per_layer
 
 __all__ = [
@@ -192,18 +192,17 @@ def _network_ntk(params, x, hyper, structure, layer, neurons):
     return _layer_ntk(params, x, zs, config, layer, neurons)
 
 
-def _one_network(key, x, config: MLPConfig, keep: tuple[int, ...], neurons: int | None):
-    params = init_params(key, config, x.dtype)
+def _one_network(params, x, config: MLPConfig, keep: tuple[int, ...], neurons: int | None):
     zs = forward(params, x, config.activation)
     ntks = [_layer_ntk(params, x, zs, config, layer, neurons) for layer in keep]
     return [zs[layer - 1] for layer in keep], ntks
 
 
 @partial(jax.jit, static_argnames=("structure", "keep", "neurons"))
-def _ntk_chunk(keys, x, hyper, structure, keep, neurons):
+def _ntk_chunk(params, x, hyper, structure, keep, neurons):
     """A vmapped chunk of networks (hyperparameters traced, see :func:`_split_config`)."""
     config = _with_hyperparameters(structure, hyper)
-    return jax.vmap(lambda k: _one_network(k, x, config, keep, neurons))(keys)
+    return jax.vmap(lambda p: _one_network(p, x, config, keep, neurons))(params)
 
 
 def _chunk_size(config: MLPConfig, n_inputs: int, keep, neurons, itemsize: int) -> int:
@@ -259,7 +258,7 @@ def sample_ntk(
 
     structure, hyper = _split_config(config)
     zs, hs = map_networks(
-        lambda keys: _ntk_chunk(keys, x, hyper, structure, keep, neurons),
+        lambda keys: _ntk_chunk(init_ensemble(keys, config), x, hyper, structure, keep, neurons),
         key, n_networks, chunk_size, "sampling NTKs", progress,
     )  # fmt: skip
     return NTKSample(z=dict(zip(keep, zs, strict=True)), ntk=dict(zip(keep, hs, strict=True)))

@@ -62,7 +62,7 @@ import numpy as np
 
 from pdltlib.activations import Activation
 from pdltlib.ensemble import map_networks
-from pdltlib.network import MLPConfig, check_inputs, forward, init_params
+from pdltlib.network import MLPConfig, check_inputs, forward, init_ensemble
 from pdltlib.ntk import _CHUNK_BYTES, _derivative, _split_config, _with_hyperparameters
 from pdltlib.validation import integer_at_least
 
@@ -151,14 +151,13 @@ def _weighted_quadratic(c, G, trace_m, Q, plain, with_zz):
     return first.reshape(shape) * plain + c**2 * second
 
 
-def _one_network(key, x, config: MLPConfig, order: int, first_layer):
+def _one_network(params, x, config: MLPConfig, order: int, first_layer):
     """The output z and NTK of one network and its control variates (module docstring)."""
     act, L = config.activation, config.depth
     n_inputs = x.shape[0]
     pairs = _pairs(n_inputs)
     a, b = (jnp.array(i) for i in zip(*pairs, strict=True))
     nodes, basis = (jnp.asarray(v) for v in _unit_rule(order, n_inputs))
-    params = init_params(key, config, x.dtype)
     zs = forward(params, x, act)
     s_prev, H_prev, d_prev = x, None, None
     features = []
@@ -214,9 +213,9 @@ def _one_network(key, x, config: MLPConfig, order: int, first_layer):
 
 
 @partial(jax.jit, static_argnames=("structure", "order"))
-def _controls_chunk(keys, x, hyper, structure, order, first_layer):
+def _controls_chunk(params, x, hyper, structure, order, first_layer):
     config = _with_hyperparameters(structure, hyper)
-    return jax.vmap(lambda k: _one_network(k, x, config, order, first_layer))(keys)
+    return jax.vmap(lambda p: _one_network(p, x, config, order, first_layer))(params)
 
 
 def _names(config: MLPConfig, n_inputs: int) -> tuple[str, ...]:
@@ -301,7 +300,9 @@ def sample_ntk_controls(
     first_layer = _first_layer_moments(config, x, config.depth >= 3)
     structure, hyper = _split_config(config)
     z, ntk, features = map_networks(
-        lambda keys: _controls_chunk(keys, x, hyper, structure, order, first_layer),
+        lambda keys: _controls_chunk(
+            init_ensemble(keys, config), x, hyper, structure, order, first_layer
+        ),
         key, n_networks, chunk_size, "sampling NTK controls", progress,
     )  # fmt: skip
     return NTKControls(z=z, ntk=ntk, features=features, names=_names(config, n_inputs))

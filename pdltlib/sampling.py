@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pdltlib.ensemble import map_networks
-from pdltlib.network import MLPConfig, check_inputs, forward, init_params
+from pdltlib.network import FAST_COMPILE, MLPConfig, check_inputs, forward, init_ensemble
 
 __all__ = ["sample_preactivations", "psd_sqrt", "METHODS"]
 
@@ -97,19 +97,25 @@ def _markov_network(key, x, config: MLPConfig, keep: tuple[int, ...], dtype):
     return [out[layer] for layer in keep]
 
 
-def _weights_network(key, x, config: MLPConfig, keep: tuple[int, ...], dtype):
-    """One network's preactivations by sampling its weights and running it."""
-    zs = forward(init_params(key, config, dtype), x.astype(dtype), config.activation)
+def _weights_network(params, x, config: MLPConfig, keep: tuple[int, ...], dtype):
+    """One network's preactivations: run it with its sampled weights ``params``."""
+    zs = forward(params, x.astype(dtype), config.activation)
     return [zs[layer - 1] for layer in keep]
 
 
-@partial(jax.jit, static_argnames=("structure", "keep", "method", "dtype"))
-def _sample_chunk(keys, x, c_b, c_w, structure, keep, method, dtype):
-    """A vmapped chunk of networks. The variances C_b, C_W are traced data, so ensembles that
-    differ only in them share one compiled program; ``structure`` fixes widths and sigma."""
+@partial(
+    jax.jit,
+    static_argnames=("structure", "keep", "method", "dtype"),
+    compiler_options=FAST_COMPILE,
+)
+def _sample_chunk(inputs, x, c_b, c_w, structure, keep, method, dtype):
+    """A vmapped chunk of networks, from their keys (Markov) or their parameters (weights).
+    The variances C_b, C_W are traced data, so ensembles that differ only in them share one
+    compiled program; ``structure`` fixes widths and sigma. The Markov sampler draws its
+    Gaussians inside, so it compiles as :func:`pdltlib.network.init_ensemble` does."""
     config = dataclasses.replace(structure, C_b=c_b, C_W=c_w)
     one = _markov_network if method == "markov" else _weights_network
-    return jax.vmap(lambda k: one(k, x, config, keep, dtype))(keys)
+    return jax.vmap(lambda v: one(v, x, config, keep, dtype))(inputs)
 
 
 def _structure(config: MLPConfig) -> MLPConfig:
@@ -174,8 +180,12 @@ def sample_preactivations(
 
     structure = _structure(config)
     c_b, c_w = jnp.asarray(config.C_b, dtype), jnp.asarray(config.C_W, dtype)
+
+    def draw(keys):
+        return keys if method == "markov" else init_ensemble(keys, config, dtype)
+
     zs = map_networks(
-        lambda keys: _sample_chunk(keys, x, c_b, c_w, structure, keep, method, dtype),
+        lambda keys: _sample_chunk(draw(keys), x, c_b, c_w, structure, keep, method, dtype),
         key, n_networks, chunk_size, f"sampling ({method})", progress,
     )  # fmt: skip
     return dict(zip(keep, zs, strict=True))

@@ -55,7 +55,7 @@ from jax import lax
 
 from pdltlib.ensemble import map_networks
 from pdltlib.models import _linear, _quadratic
-from pdltlib.network import MLPConfig, check_inputs, forward, init_params
+from pdltlib.network import MLPConfig, check_inputs, forward, init_ensemble
 from pdltlib.ntk import _descend, _layer_ntk, _split_config, _with_hyperparameters
 from pdltlib.prediction import frozen_ntk, stability_bound
 from pdltlib.stats import Table
@@ -292,15 +292,6 @@ def _train_one(params0, x_all, y, hyper, run, *, structure, settings):
     return out
 
 
-@partial(jax.jit, static_argnames=("structure",))
-def _init_chunk(keys, hyper, structure):
-    """The initial parameters (2.21)-(2.22) of a chunk of networks. A program of its own: fused
-    into the training program, the Gaussian sampling would be copied into every kernel that reads
-    the parameters, which made compiling several times slower (same numbers either way)."""
-    config = _with_hyperparameters(structure, hyper)
-    return jax.vmap(lambda k: init_params(k, config))(keys)
-
-
 @partial(jax.jit, static_argnames=("structure", "settings"))
 def _train_chunk(params0, x_all, y, hyper, run, structure, settings):
     """A chunk of networks trained by :func:`_train_one`; compiled once per architecture, chunk
@@ -432,7 +423,7 @@ def train_ensemble(
     y = jnp.asarray(labels)
     out = map_networks(
         lambda keys: _train_chunk(
-            _init_chunk(keys, hyper, structure), x_all, y, hyper, run, structure, settings
+            init_ensemble(keys, config), x_all, y, hyper, run, structure, settings
         ),
         key,
         n_networks,
