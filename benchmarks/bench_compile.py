@@ -19,23 +19,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pdltlib.network import FAST_COMPILE, _init_layers
+from pdltlib.network import FAST_COMPILE, _init_vmapped
 
 jax.config.update("jax_enable_x64", True)
-
-
-def _program(options: dict):
-    def draw(keys, c_b, c_w, widths):
-        return jax.vmap(lambda k: _init_layers(k, widths, c_b, c_w, jnp.float64))(keys)
-
-    return jax.jit(draw, static_argnames=("widths",), compiler_options=options)
 
 
 def measure(options: dict, widths: tuple[int, ...], keys) -> tuple[float, float, list]:
     """(compile seconds, seconds per run, the parameters) of one compiled program."""
     c = jnp.ones(len(widths) - 1)
     start = time.perf_counter()
-    compiled = _program(options).lower(keys, c, c, widths).compile()
+    program = jax.jit(
+        _init_vmapped.__wrapped__, static_argnames=("widths", "dtype"), compiler_options=options
+    )  # pdltlib's program, compiled with these options
+    compiled = program.lower(keys, c, c, widths, jnp.dtype(jnp.float64)).compile()
     compile_s = time.perf_counter() - start
     params = jax.block_until_ready(compiled(keys, c, c))
     start = time.perf_counter()

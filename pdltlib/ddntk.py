@@ -50,7 +50,7 @@ from pdltlib.dntk import (
     _tangents,
 )
 from pdltlib.ensemble import map_networks
-from pdltlib.network import MLPConfig, init_ensemble
+from pdltlib.network import MLPConfig
 from pdltlib.ntk import (
     _split_config,
     _with_hyperparameters,
@@ -210,9 +210,7 @@ def sample_ddntk(
         chunk_size = max(1, min(1024, _CHUNK_BYTES // per_network))
     structure, hyper = _split_config(config)
     tensors = map_networks(
-        lambda keys: _ddntk_chunk(
-            init_ensemble(keys, config), x, hyper, structure, layer, m, with_dntk
-        ),
-        key, n_networks, chunk_size, "sampling ddNTKs", progress,
+        lambda params: _ddntk_chunk(params, x, hyper, structure, layer, m, with_dntk),
+        key, n_networks, chunk_size, "sampling ddNTKs", progress, config=config,
     )  # fmt: skip
     return DDNTKSample(*tensors)

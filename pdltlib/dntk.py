@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pdltlib.ensemble import map_networks
-from pdltlib.network import MLPConfig, check_inputs, forward, init_ensemble
+from pdltlib.network import MLPConfig, check_inputs, forward
 from pdltlib.ntk import (
     _check_layer,
     _check_neurons,
@@ -209,7 +209,7 @@ def sample_dntk(
         chunk_size = max(1, min(1024, _CHUNK_BYTES // per_network))
     structure, hyper = _split_config(config)
     z, ntk, dntk = map_networks(
-        lambda keys: _dntk_chunk(init_ensemble(keys, config), x, hyper, structure, layer, m),
-        key, n_networks, chunk_size, "sampling dNTKs", progress,
+        lambda params: _dntk_chunk(params, x, hyper, structure, layer, m),
+        key, n_networks, chunk_size, "sampling dNTKs", progress, config=config,
     )  # fmt: skip
     return DNTKSample(z=z, ntk=ntk, dntk=dntk)

@@ -48,7 +48,7 @@ from pdltlib.activations import Activation, get_activation
 from pdltlib.ensemble import map_networks
 from pdltlib.gaussian import activation_expectation
 from pdltlib.kernels import first_layer_kernel, kernel_flow
-from pdltlib.network import MLPConfig, check_inputs, forward, init_ensemble
+from pdltlib.network import MLPConfig, check_inputs, forward
 from pdltlib.validation import per_layer
 
 __all__ = [
@@ -258,8 +258,8 @@ def sample_ntk(
 
     structure, hyper = _split_config(config)
     zs, hs = map_networks(
-        lambda keys: _ntk_chunk(init_ensemble(keys, config), x, hyper, structure, keep, neurons),
-        key, n_networks, chunk_size, "sampling NTKs", progress,
+        lambda params: _ntk_chunk(params, x, hyper, structure, keep, neurons),
+        key, n_networks, chunk_size, "sampling NTKs", progress, config=config,
     )  # fmt: skip
     return NTKSample(z=dict(zip(keep, zs, strict=True)), ntk=dict(zip(keep, hs, strict=True)))
 

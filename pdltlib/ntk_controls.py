@@ -62,7 +62,7 @@ import numpy as np
 
 from pdltlib.activations import Activation
 from pdltlib.ensemble import map_networks
-from pdltlib.network import MLPConfig, check_inputs, forward, init_ensemble
+from pdltlib.network import MLPConfig, check_inputs, forward
 from pdltlib.ntk import _CHUNK_BYTES, _derivative, _split_config, _with_hyperparameters
 from pdltlib.validation import integer_at_least
 
@@ -300,9 +300,7 @@ def sample_ntk_controls(
     first_layer = _first_layer_moments(config, x, config.depth >= 3)
     structure, hyper = _split_config(config)
     z, ntk, features = map_networks(
-        lambda keys: _controls_chunk(
-            init_ensemble(keys, config), x, hyper, structure, order, first_layer
-        ),
-        key, n_networks, chunk_size, "sampling NTK controls", progress,
+        lambda params: _controls_chunk(params, x, hyper, structure, order, first_layer),
+        key, n_networks, chunk_size, "sampling NTK controls", progress, config=config,
     )  # fmt: skip
     return NTKControls(z=z, ntk=ntk, features=features, names=_names(config, n_inputs))

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pdltlib.ensemble import map_networks
-from pdltlib.network import FAST_COMPILE, MLPConfig, check_inputs, forward, init_ensemble
+from pdltlib.network import FAST_COMPILE, MLPConfig, check_inputs, forward
 
 __all__ = ["sample_preactivations", "psd_sqrt", "METHODS"]
 
@@ -180,12 +180,9 @@ def sample_preactivations(
 
     structure = _structure(config)
     c_b, c_w = jnp.asarray(config.C_b, dtype), jnp.asarray(config.C_W, dtype)
-
-    def draw(keys):
-        return keys if method == "markov" else init_ensemble(keys, config, dtype)
-
     zs = map_networks(
-        lambda keys: _sample_chunk(draw(keys), x, c_b, c_w, structure, keep, method, dtype),
+        lambda inputs: _sample_chunk(inputs, x, c_b, c_w, structure, keep, method, dtype),
         key, n_networks, chunk_size, f"sampling ({method})", progress,
+        config=None if method == "markov" else config, dtype=dtype,
     )  # fmt: skip
     return dict(zip(keep, zs, strict=True))

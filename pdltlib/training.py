@@ -55,7 +55,7 @@ from jax import lax
 
 from pdltlib.ensemble import map_networks
 from pdltlib.models import _linear, _quadratic
-from pdltlib.network import MLPConfig, check_inputs, forward, init_ensemble
+from pdltlib.network import MLPConfig, check_inputs, forward
 from pdltlib.ntk import _descend, _layer_ntk, _split_config, _with_hyperparameters
 from pdltlib.prediction import frozen_ntk, stability_bound
 from pdltlib.stats import Table
@@ -422,14 +422,13 @@ def train_ensemble(
     )
     y = jnp.asarray(labels)
     out = map_networks(
-        lambda keys: _train_chunk(
-            init_ensemble(keys, config), x_all, y, hyper, run, structure, settings
-        ),
+        lambda params: _train_chunk(params, x_all, y, hyper, run, structure, settings),
         key,
         n_networks,
         chunk_size,
         "training networks",
         progress,
+        config=config,
     )
     result = TrainingResult(
         models=models,

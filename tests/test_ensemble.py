@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from pdltlib.ensemble import map_networks
+from pdltlib.network import init_ensemble, init_params, mlp
 
 
 def _draws(keys):
@@ -41,3 +42,19 @@ def test_last_chunk_is_padded_to_one_compiled_shape():
 
     map_networks(record, jax.random.PRNGKey(0), 5, 2, "test", progress=False)
     assert shapes == [(2, 2)] * 3
+
+
+def test_with_a_config_each_chunk_gets_the_networks_parameters():
+    config = mlp((2, 3, 1), "tanh", C_b=0.5, C_W=2.0)
+    key = jax.random.PRNGKey(5)
+    keys = jax.random.split(key, 5)
+    out = map_networks(lambda p: p, key, 5, 2, "test", progress=False, config=config)
+    whole = init_ensemble(keys, config)  # chunking never changes the numbers
+    leaves = zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(whole), strict=True)
+    for got, want in leaves:
+        np.testing.assert_array_equal(got, want)
+    # network s is init_params of its key, to rounding (the eager sqrt(C_b) differs in the last bit)
+    for s, k in enumerate(keys):
+        for got, want in zip(out, init_params(k, config), strict=True):
+            np.testing.assert_allclose(got["W"][s], want["W"], rtol=1e-15)
+            np.testing.assert_allclose(got["b"][s], want["b"], rtol=1e-15)
