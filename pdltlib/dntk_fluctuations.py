@@ -65,13 +65,17 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from pdltlib.activations import Activation, get_activation
 from pdltlib.kernels import _width_ratios
-from pdltlib.ntk_fluctuations import _quadrature, ntk_fluctuation_flow
+from pdltlib.ntk_fluctuations import (
+    _gram,
+    _node_derivatives,
+    _node_outer,
+    _quadrature,
+    ntk_fluctuation_flow,
+)
 from pdltlib.validation import per_layer
 
 __all__ = ["DNTKFluctuationFlow", "dntk_fluctuation_flow"]
@@ -115,27 +119,20 @@ class _Brackets:
         z, self.weights = _quadrature(act, k)
         self.inv = np.linalg.inv(k)
         self.w = z @ self.inv
-        derivs, fn = [], act.fn
-        for _ in range(order + 1):
-            derivs.append(np.asarray(jax.vmap(jax.vmap(fn))(jnp.asarray(z))))
-            fn = jax.grad(fn)
-        self.s, self.p, *rest = derivs
+        self.s, self.p, *rest = _node_derivatives(act, z, order)
         self.q, self.t = (rest + [None, None])[:2]
-
-    def mean(self, spec: str, *arrays) -> np.ndarray:
-        return np.einsum(f"p,{spec}", self.weights, *arrays)
 
     def pair(self, f, g) -> np.ndarray:
         """<f_a g_b>[a, b]."""
-        return self.mean("pa,pb->ab", f, g)
+        return _gram(self.weights, f, g)
 
     def four(self, f, g, h, k) -> np.ndarray:
         """<f_a g_b h_c k_d>[a, b, c, d]."""
-        return self.mean("pa,pb,pc,pd->abcd", f, g, h, k)
+        return _gram(self.weights, _node_outer(f, g), _node_outer(h, k))
 
     def d(self, f, g) -> np.ndarray:
         """<d_e (f_a g_b)>[a, b, e] = <f_a g_b w_e> (integration by parts)."""
-        return self.mean("pa,pb,pe->abe", f, g, self.w)
+        return _gram(self.weights, _node_outer(f, g), self.w)
 
 
 def _second_derivative_brackets(br: _Brackets):
@@ -143,13 +140,11 @@ def _second_derivative_brackets(br: _Brackets):
     <s''_0 s'_1 s'_2 s_3>[0,1,2,3], <s''_0 s_3>[0,3] and <d_g (s''_0 s'_1)>[0,1,g]."""
     p, s, w = br.p, br.s, br.w
     eye = np.eye(w.shape[1])
-    e1 = br.mean("pa,pb,pc,pd,pa->abcd", p, p, p, s, w) - eye[:, None, None, :] * br.four(
-        p, p, p, p
-    )
+    e1 = br.four(p * w, p, p, s) - eye[:, None, None, :] * br.four(p, p, p, p)
     e1 /= 1 + eye[:, :, None, None] + eye[:, None, :, None]  # k = #(s'_0 among s'_1, s'_2)
-    e2 = br.mean("pa,pd,pa->ad", p, s, w) - eye * br.pair(p, p)
-    hermite = w[:, :, None] * w[:, None, :] - br.inv  # <d_g d_h X> = <X He_gh(w)>
-    e3 = br.mean("pa,pb,pga->abg", p, p, hermite) / (1 + eye)[:, :, None]
+    e2 = br.pair(p * w, s) - eye * br.pair(p, p)
+    hermite = _node_outer(w, w) - br.inv  # <d_g d_h X> = <X He_gh(w)>
+    e3 = np.einsum("p,pa,pb,pga->abg", br.weights, p, p, hermite) / (1 + eye)[:, :, None]
     return e1, e2, e3
 
 

@@ -355,12 +355,20 @@ def _panel_rule(breaks: np.ndarray, width: float, order: int, cutoff: float):
         [np.broadcast_to(grid, (m, grid.size)), np.clip(breaks, -cutoff, cutoff)], axis=1
     )
     edges.sort(axis=1)
-    x, w = np.polynomial.legendre.leggauss(order)
+    x, w = _gauss_legendre(order)
     centers = (edges[:, 1:] + edges[:, :-1]) / 2
     halves = (edges[:, 1:] - edges[:, :-1]) / 2
     nodes = (centers[..., None] + halves[..., None] * x).reshape(m, -1)
     density = np.exp(-0.5 * nodes**2) / math.sqrt(2 * math.pi)
     return nodes, (halves[..., None] * w).reshape(m, -1) * density
+
+
+@lru_cache(maxsize=16)
+def _gauss_legendre(order: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``order``-node Gauss-Legendre rule on [-1, 1], computed once per order (read-only)."""
+    x, w = np.polynomial.legendre.leggauss(order)
+    x.flags.writeable = w.flags.writeable = False
+    return x, w
 
 
 def _integrate(f, L, rules, k, z, weights) -> float:

@@ -136,16 +136,32 @@ def _init_vmapped(keys, C_b, C_W, widths, dtype):
     return jax.vmap(lambda k: _init_layers(k, widths, C_b, C_W, dtype))(keys)
 
 
+_INIT_BLOCK = 128  # keys per call of the compiled program: one shape for every chunk size
+
+
 def init_ensemble(keys: jax.Array, config: MLPConfig, dtype=jnp.float64) -> list[dict]:
     """The initialization distribution (2.21)-(2.22) for a batch of keys (K, 2):
-    :func:`init_params` of each key, every leaf with a leading axis K.
+    :func:`init_params` of each key, every leaf a NumPy array with a leading axis K.
 
     One compiled program per widths and dtype (C_b, C_W are traced), kept apart from the
     computations that use the parameters: fused into them, the Gaussian sampling is copied into
-    every kernel that reads the parameters, and compiling is several times slower.
+    every kernel that reads the parameters, and compiling is several times slower. The keys go
+    through it in blocks of a fixed size (the last one padded), so every chunk size and ensemble
+    size shares that one program; each network's parameters depend on its key alone.
     """
     c_b, c_w = (jnp.asarray(v, dtype) for v in (config.C_b, config.C_W))
-    return _init_vmapped(keys, c_b, c_w, config.widths, jnp.dtype(dtype))
+    if jnp.issubdtype(keys.dtype, jax.dtypes.prng_key):  # typed keys: their raw key data
+        keys = jax.random.key_data(keys)
+    host = np.asarray(keys)  # blocks are cut and joined on the host: no program per shape
+    n = host.shape[0]
+    padded = np.concatenate([host, np.broadcast_to(host[:1], (-n % _INIT_BLOCK, *host.shape[1:]))])
+    blocks = [
+        _init_vmapped(
+            padded[start : start + _INIT_BLOCK], c_b, c_w, config.widths, jnp.dtype(dtype)
+        )
+        for start in range(0, padded.shape[0], _INIT_BLOCK)
+    ]
+    return jax.tree_util.tree_map(lambda *leaves: np.concatenate(leaves)[:n], *blocks)
 
 
 def forward(params: list[dict], x: jax.Array, activation: Activation) -> list[jax.Array]:

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import jax
 import jax.numpy as jnp
@@ -124,15 +125,64 @@ def _quadrature(act: Activation, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return np.concatenate(zs), np.concatenate(ws)
 
 
-def _hermite4(white: np.ndarray, inv: np.ndarray) -> np.ndarray:
-    """He_{abcd}(w) per node, so that <d_a d_b d_c d_d X> = <X He_abcd(w)>, w = K^{-1} z."""
-    w = white
-    out = np.einsum("pa,pb,pc,pd->pabcd", w, w, w, w)
-    for spec in ("ab,pc,pd", "ac,pb,pd", "ad,pb,pc", "bc,pa,pd", "bd,pa,pc", "cd,pa,pb"):
-        out -= np.einsum(f"{spec}->pabcd", inv, w, w)
-    for spec in ("ab,cd", "ac,bd", "ad,bc"):
-        out += np.einsum(f"{spec}->abcd", inv, inv)[None]
-    return out
+@lru_cache(maxsize=64)
+def _derivative_program(act: Activation, order: int):
+    """sigma, sigma', ..., sigma^(order) of a flat array, stacked: one jitted program per
+    activation and order."""
+    functions = [act.derivative(m) for m in range(order + 1)]
+    return jax.jit(lambda z: jnp.stack([fn(z) for fn in functions]))
+
+
+def _node_derivatives(act: Activation, z: np.ndarray, order: int) -> list[np.ndarray]:
+    """[sigma(z), sigma'(z), ..., sigma^(order)(z)] elementwise at the quadrature nodes z.
+
+    The flat nodes are padded to a power of two, so only a few shapes are ever compiled.
+    """
+    flat = z.ravel()
+    padded = np.zeros(1 << max(flat.size - 1, 1).bit_length())
+    padded[: flat.size] = flat
+    values = np.asarray(_derivative_program(act, order)(padded))[:, : flat.size]
+    return [row.reshape(z.shape) for row in values]
+
+
+def _node_outer(f: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """f_{p...} g_{p...} per quadrature node p: shape (P,) + f.shape[1:] + g.shape[1:]."""
+    n = f.shape[0]
+    return (f.reshape(n, -1, 1) * g.reshape(n, 1, -1)).reshape(f.shape + g.shape[1:])
+
+
+def _gram(weights: np.ndarray, f: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """sum_p w_p f_{p...} g_{p...}: the bracket <f g> of two node arrays as one matrix product,
+    shape f.shape[1:] + g.shape[1:]."""
+    n = weights.shape[0]
+    out = (weights[:, None] * f.reshape(n, -1)).T @ g.reshape(n, -1)
+    return out.reshape(f.shape[1:] + g.shape[1:])
+
+
+def _quadratic_form(white: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """sum_ab w_a M_ab w_b at every node (white has shape (P, N_D))."""
+    return np.sum((white @ m) * white, axis=1)
+
+
+def _hermite2_dot(white: np.ndarray, inv: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """He_ab(w) G_ab per node, He_ab(w) = w_a w_b - K^{-1}_ab."""
+    return _quadratic_form(white, g) - np.sum(inv * g)
+
+
+_PAIRINGS = ((0, 1, 2, 3), (0, 2, 1, 3), (0, 3, 1, 2), (1, 2, 0, 3), (1, 3, 0, 2), (2, 3, 0, 1))
+
+
+def _hermite4_dot(white: np.ndarray, inv: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """He_abcd(w) V_abcd per node, so that <d_a d_b d_c d_d X> V_abcd = <X He_abcd(w) V_abcd>:
+    He_abcd = w_a w_b w_c w_d - (six terms K^{-1}_ab w_c w_d) + (three terms K^{-1}_ab K^{-1}_cd),
+    contracted with V before the sum over nodes (no (P, N_D^4) array)."""
+    n = white.shape[1]
+    pairs = _node_outer(white, white).reshape(white.shape[0], n * n)
+    quartic = _quadratic_form(pairs, v.reshape(n * n, n * n))
+    quadratic = sum(np.einsum(v, [0, 1, 2, 3], inv, [i, j], [k, m]) for i, j, k, m in _PAIRINGS)
+    constant = sum(np.einsum(v, [0, 1, 2, 3], inv, [i, j], inv, [k, m], []) for i, j, k, m in
+                   _PAIRINGS[:3])  # fmt: skip
+    return quartic - _quadratic_form(white, quadratic) + constant
 
 
 def single_neuron_nlo(values: np.ndarray, z: np.ndarray, w: np.ndarray, k, G1, V) -> np.ndarray:
@@ -150,49 +200,46 @@ def single_neuron_nlo(values: np.ndarray, z: np.ndarray, w: np.ndarray, k, G1, V
     """
     inv = np.linalg.inv(k)
     white = z @ inv
-    h2 = white[:, :, None] * white[:, None, :] - inv
-    second = np.einsum("p,p...,pgh,gh->...", w, values, h2, G1)
-    fourth = np.einsum("p,p...,pghkl,ghkl->...", w, values, _hermite4(white, inv), V)
-    return second / 2 + fourth / 8
+    kernel = _hermite2_dot(white, inv, G1) / 2 + _hermite4_dot(white, inv, V) / 8
+    return np.tensordot(w * kernel, values, axes=1)
 
 
 def _layer_step(act, k, theta, v, d, f, a, b, c_w, l_w, r, g1, g1_next, h_nlo):
     """One step l -> l+1 of (8.77), (8.79), (8.89), (8.97) and of H^{1} (module docstring)."""
     z, w = _quadrature(act, k)
-    s = np.asarray(act.fn(jnp.asarray(z)))
-    p = np.asarray(jax.vmap(jax.vmap(jax.grad(act.fn)))(jnp.asarray(z)))
+    s, p = _node_derivatives(act, z, 1)
     inv = np.linalg.inv(k)
     white = z @ inv  # w = K^{-1} z
     h1 = white  # <d_g X> = <X w_g>
-    h2 = white[:, :, None] * white[:, None, :] - inv  # <d_g1 d_g2 X> = <X He_g1g2(w)>
-    ss = s[:, :, None] * s[:, None, :]
-    pp = p[:, :, None] * p[:, None, :]
+    h2 = _node_outer(white, white) - inv  # <d_g1 d_g2 X> = <X He_g1g2(w)>
+    ss, pp = _node_outer(s, s), _node_outer(p, p)
     omega = l_w * ss + c_w * theta * pp
 
-    def mean(spec: str, *arrays):
-        return np.einsum(f"p,{spec}", w, *arrays)
+    def mean(x):
+        return np.tensordot(w, x, axes=1)
 
-    e_ss, e_pp, e_om = mean("pab->ab", ss), mean("pab->ab", pp), mean("pab->ab", omega)
-    dd_ss, dd_om = mean("pab,pgh->abgh", ss, h2), mean("pab,pgh->abgh", omega, h2)
-    d_sp = mean("pa,pc,pg->acg", s, p, h1)  # <d_g (s_a s'_c)>
+    e_ss, e_pp, e_om = mean(ss), mean(pp), mean(omega)
+    dd_ss, dd_om = _gram(w, ss, h2), _gram(w, omega, h2)
+    d_sp = _gram(w, _node_outer(s, p), h1)  # <d_g (s_a s'_c)>
 
-    d_next = c_w * (mean("pab,pcd->abcd", ss, omega) - np.einsum("ab,cd->abcd", e_ss, e_om))
+    d_next = c_w * (_gram(w, ss, omega) - np.einsum("ab,cd->abcd", e_ss, e_om))
     d_next += r * c_w / 4 * np.einsum("ghkl,abgh,cdkl->abcd", v, dd_ss, dd_om)
     d_next += r * c_w**2 / 2 * np.einsum("abgh,ghcd,cd->abcd", dd_ss, d, e_pp)
 
-    f_next = c_w**2 * mean("pa,pb,pc,pd->acbd", s, s, p, p) * theta[None, :, None, :]
+    f_next = c_w**2 * _gram(w, ss, pp).transpose(0, 2, 1, 3) * theta[None, :, None, :]
     f_next += r * c_w**2 * np.einsum("acg,bdh,gchd->acbd", d_sp, d_sp, f)
 
-    b_next = c_w**2 * mean("pa,pb,pc,pd->acbd", p, p, p, p) * np.einsum("ab,cd->acbd", theta, theta)
+    theta2 = np.einsum("ab,cd->acbd", theta, theta)
+    b_next = c_w**2 * _gram(w, pp, pp).transpose(0, 2, 1, 3) * theta2
     b_next += r * c_w**2 * np.einsum("ac,bd,acbd->acbd", e_pp, e_pp, b)
 
-    a_next = mean("pab,pcd->abcd", omega, omega) - np.einsum("ab,cd->abcd", e_om, e_om)
+    a_next = _gram(w, omega, omega) - np.einsum("ab,cd->abcd", e_om, e_om)
     a_next += r / 4 * np.einsum("ghkl,abgh,cdkl->abcd", v, dd_om, dd_om)
     a_next += r * c_w**2 * np.einsum("ab,cd,abcd->abcd", e_pp, e_pp, a)
     cross = np.einsum("abgh,ghcd,cd->abcd", dd_om, d, e_pp)
     a_next += r * c_w / 2 * (cross + cross.transpose(2, 3, 0, 1))
 
-    dd_pp = mean("pab,pgh->abgh", pp, h2)
+    dd_pp = _gram(w, pp, h2)
     joint = d + np.einsum("gahb->ghab", f) + np.einsum("gbha->ghab", f)  # E[z_g z_h dH_ab] n
     h1_next = l_w / c_w * g1_next + r * c_w * (
         single_neuron_nlo(pp, z, w, k, g1, v) * theta + e_pp * h_nlo

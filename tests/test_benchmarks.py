@@ -42,3 +42,12 @@ def test_training_benchmark_prints_a_ratio():
     assert "speed-up of ensemble training over the per-network loop" in out
     assert "peak MB" in out
     assert "1 compiled training program(s)" in out  # the second call reused the first's
+
+
+def test_brackets_benchmark_prints_a_ratio():
+    out = run_benchmark("bench_brackets.py", "--repeats=1")
+    assert "speed-up of the matrix-product brackets over np.einsum" in out
+    diffs = [
+        float(line.split()[-1]) for line in out.splitlines() if line.strip()[:4] in ("tanh", "gelu")
+    ]
+    assert len(diffs) == 4 and max(diffs) < 1e-12  # both sum the same products
