@@ -239,13 +239,19 @@ def _product_integrand(act: Activation, factors: tuple) -> Callable[[np.ndarray]
         return result
 
     def integrand(z: np.ndarray) -> np.ndarray:
-        z = z.reshape(z.shape[0], -1)  # one input: z has shape (m,)
-        m = z.shape[0]
-        extra = (1 << max(m - 1, 1).bit_length()) - m
-        padded = np.concatenate([z, np.broadcast_to(z[:1], (extra, z.shape[1]))])
-        return np.asarray(product(padded))[:m]
+        return _padded_call(product, z.reshape(z.shape[0], -1))  # one input: z has shape (m,)
 
     return integrand
+
+
+def _padded_call(program: Callable, z: np.ndarray) -> np.ndarray:
+    """program(z) for a jitted ``program`` that maps rows to rows: z is padded along its first
+    axis to a power of two (repeating z[0]) and the result trimmed back, so the program
+    compiles for only a few shapes whatever the number of quadrature nodes."""
+    m = z.shape[0]
+    extra = (1 << max(m - 1, 1).bit_length()) - m
+    padded = np.concatenate([z, np.broadcast_to(z[:1], (extra, *z.shape[1:]))])
+    return np.asarray(program(padded))[:m]
 
 
 def _check_options(order, cutoff, panel_width) -> tuple[int, float, float | None]:

@@ -35,14 +35,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from numbers import Integral
 
 import jax
 import numpy as np
 
 from pdltlib.activations import Activation, get_activation
-from pdltlib.gaussian import activation_expectation, gaussian_expectation
+from pdltlib.gaussian import _padded_call, activation_expectation, gaussian_expectation
 from pdltlib.validation import covariance, per_layer
 
 __all__ = [
@@ -150,13 +150,7 @@ def _moment_integrand(act: Activation, powers: tuple[int, ...]):
             result = result * z[:, k] ** p
         return result
 
-    def integrand(z: np.ndarray) -> np.ndarray:
-        m = z.shape[0]
-        extra = (1 << max(m - 1, 1).bit_length()) - m
-        padded = np.concatenate([z, np.broadcast_to(z[:1], (extra, z.shape[1]))])
-        return np.asarray(product(padded))[:m]
-
-    return integrand
+    return partial(_padded_call, product)
 
 
 def _moment(act: Activation, k_block: np.ndarray, powers: tuple[int, ...]) -> float:

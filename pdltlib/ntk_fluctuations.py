@@ -66,7 +66,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pdltlib.activations import Activation, get_activation
-from pdltlib.gaussian import normal_rule
+from pdltlib.gaussian import _padded_call, normal_rule
 from pdltlib.kernels import _width_ratios, preactivation_flow
 from pdltlib.ntk import ntk_flow
 from pdltlib.validation import per_layer
@@ -127,22 +127,17 @@ def _quadrature(act: Activation, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 @lru_cache(maxsize=64)
 def _derivative_program(act: Activation, order: int):
-    """sigma, sigma', ..., sigma^(order) of a flat array, stacked: one jitted program per
-    activation and order."""
+    """sigma, sigma', ..., sigma^(order) of a flat array, along a last axis: one jitted program
+    per activation and order."""
     functions = [act.derivative(m) for m in range(order + 1)]
-    return jax.jit(lambda z: jnp.stack([fn(z) for fn in functions]))
+    return jax.jit(lambda z: jnp.stack([fn(z) for fn in functions], axis=-1))
 
 
 def _node_derivatives(act: Activation, z: np.ndarray, order: int) -> list[np.ndarray]:
-    """[sigma(z), sigma'(z), ..., sigma^(order)(z)] elementwise at the quadrature nodes z.
-
-    The flat nodes are padded to a power of two, so only a few shapes are ever compiled.
-    """
-    flat = z.ravel()
-    padded = np.zeros(1 << max(flat.size - 1, 1).bit_length())
-    padded[: flat.size] = flat
-    values = np.asarray(_derivative_program(act, order)(padded))[:, : flat.size]
-    return [row.reshape(z.shape) for row in values]
+    """[sigma(z), sigma'(z), ..., sigma^(order)(z)] elementwise at the quadrature nodes z
+    (padded to a power of two by :func:`pdltlib.gaussian._padded_call`)."""
+    values = _padded_call(_derivative_program(act, order), z.ravel())
+    return [values[:, m].reshape(z.shape) for m in range(order + 1)]
 
 
 def _node_outer(f: np.ndarray, g: np.ndarray) -> np.ndarray:
